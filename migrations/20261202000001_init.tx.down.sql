@@ -1,0 +1,9 @@
+DROP TABLE IF EXISTS run_actions;
+DROP TABLE IF EXISTS runs;
+DROP TABLE IF EXISTS recordings;
+DROP TABLE IF EXISTS api_tokens;
+DROP TABLE IF EXISTS users;
+DROP TYPE IF EXISTS run_trigger;
+DROP TYPE IF EXISTS browser_type;
+DROP TYPE IF EXISTS action_status;
+DROP TYPE IF EXISTS run_status;
