@@ -22,11 +22,20 @@ type Recording struct {
 	Actions          []Action   `json:"actions"`
 	Variables        []Variable `json:"variables,omitempty"`
 
-	// Extra holds unknown top-level keys, kept as they came.
+	// Extra holds top-level keys the fields above do not reproduce (unknown
+	// keys, and known ones whose value marshals to nothing, such as
+	// `"endTime": ""`), compacted, so that an export round-trips. MarshalJSON
+	// writes an Extra key only when the fields do not already write it.
 	Extra map[string]json.RawMessage `json:"-"`
+
+	// Warnings lists things Parse accepted but the caller may want to show,
+	// each as `path: message` (a version other than 1.0.0, an action type
+	// the replay engine does not know). It is not part of the JSON.
+	Warnings []string `json:"-"`
 }
 
-// Size is a width and height in CSS pixels.
+// Size is a width and height in CSS pixels. Size, Point and Position stay
+// comparable values, so unknown keys inside them are dropped, not kept.
 type Size struct {
 	Width  float64 `json:"width"`
 	Height float64 `json:"height"`
@@ -39,6 +48,9 @@ type Variable struct {
 	Selector    string `json:"selector,omitempty"`
 	Placeholder string `json:"placeholder,omitempty"`
 	Description string `json:"description,omitempty"`
+
+	// Extra holds keys not modelled above, as for Recording.Extra.
+	Extra map[string]json.RawMessage `json:"-"`
 }
 
 // Action types the replay engine knows.
@@ -124,7 +136,8 @@ type Action struct {
 	ModalSelector string          `json:"modalSelector,omitempty"`
 	ModalElement  json.RawMessage `json:"modalElement,omitempty"`
 
-	// Extra holds unknown keys of the action, kept as they came.
+	// Extra holds keys not modelled above (alternativeSelectors,
+	// elementState, clickIntent, ...), as for Recording.Extra.
 	Extra map[string]json.RawMessage `json:"-"`
 }
 
@@ -139,6 +152,9 @@ type SelectedOption struct {
 	Value string `json:"value,omitempty"`
 	Text  string `json:"text,omitempty"`
 	Index *int   `json:"index,omitempty"`
+
+	// Extra holds keys not modelled above (label, ...), as for Recording.Extra.
+	Extra map[string]json.RawMessage `json:"-"`
 }
 
 // Selector is the legacy selector object: one value per strategy and the
@@ -156,6 +172,8 @@ type Selector struct {
 	Position      *Position `json:"position,omitempty"`
 	Priority      []string  `json:"priority,omitempty"`
 
+	// Extra holds keys not modelled above (validation, fallback, ...), as
+	// for Recording.Extra.
 	Extra map[string]json.RawMessage `json:"-"`
 }
 
@@ -172,6 +190,9 @@ type SelectorEntry struct {
 	Priority   float64         `json:"priority,omitempty"`
 	Confidence float64         `json:"confidence,omitempty"`
 	Context    json.RawMessage `json:"context,omitempty"`
+
+	// Extra holds keys not modelled above, as for Recording.Extra.
+	Extra map[string]json.RawMessage `json:"-"`
 }
 
 // DefaultPriority is the strategy order of a legacy selector with no priority.
