@@ -1,0 +1,244 @@
+// Package queue dispatches runs through a Redis stream read by a consumer
+// group: one entry per run, at-least-once delivery, leases kept by the
+// owner's renewals and reclaimed when idle (DESIGN.md rule 2). PostgreSQL
+// stays the truth; an entry only says "look at this run".
+package queue
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/redis/go-redis/v9"
+)
+
+// Defaults of a Queue.
+const (
+	DefaultGroup  = "workers"
+	DefaultStream = "runs"
+)
+
+// Queue is the run dispatch stream under a key prefix.
+type Queue struct {
+	rdb    redis.UniversalClient
+	stream string
+	dead   string
+	group  string
+}
+
+// New returns the queue whose keys start with prefix (e.g. "sa:").
+func New(rdb redis.UniversalClient, prefix string) *Queue {
+	return &Queue{
+		rdb:    rdb,
+		stream: prefix + DefaultStream,
+		dead:   prefix + DefaultStream + ":dead",
+		group:  DefaultGroup,
+	}
+}
+
+// Stream is the key of the dispatch stream.
+func (q *Queue) Stream() string { return q.stream }
+
+// DeadStream is the key of the dead-letter stream.
+func (q *Queue) DeadStream() string { return q.dead }
+
+// Entry is one delivered stream entry.
+type Entry struct {
+	ID    string
+	RunID uuid.UUID
+	// Bad is set when the entry's fields could not be read; such entries are
+	// acknowledged and dropped by the consumer.
+	Bad bool
+}
+
+// EnsureGroup creates the stream and its consumer group if missing.
+func (q *Queue) EnsureGroup(ctx context.Context) error {
+	err := q.rdb.XGroupCreateMkStream(ctx, q.stream, q.group, "0").Err()
+	if err != nil && !strings.Contains(err.Error(), "BUSYGROUP") {
+		return fmt.Errorf("create consumer group %s on %s: %w", q.group, q.stream, err)
+	}
+	return nil
+}
+
+// Enqueue adds an entry for run id and returns the entry id.
+func (q *Queue) Enqueue(ctx context.Context, id uuid.UUID) (string, error) {
+	entryID, err := q.rdb.XAdd(ctx, &redis.XAddArgs{
+		Stream: q.stream,
+		Values: map[string]any{"runId": id.String()},
+	}).Result()
+	if err != nil {
+		return "", fmt.Errorf("enqueue run %s: %w", id, err)
+	}
+	return entryID, nil
+}
+
+// Pull reads up to count new entries for consumer, blocking up to block.
+// It returns no entries and no error when nothing arrived in time.
+func (q *Queue) Pull(ctx context.Context, consumer string, count int, block time.Duration) ([]Entry, error) {
+	res, err := q.rdb.XReadGroup(ctx, &redis.XReadGroupArgs{
+		Group:    q.group,
+		Consumer: consumer,
+		Streams:  []string{q.stream, ">"},
+		Count:    int64(count),
+		Block:    block,
+	}).Result()
+	if errors.Is(err, redis.Nil) {
+		return nil, nil
+	}
+	if err != nil && strings.Contains(err.Error(), "NOGROUP") {
+		// Redis lost the stream (restart, flush): make it again and go on.
+		if gerr := q.EnsureGroup(ctx); gerr != nil {
+			return nil, gerr
+		}
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("pull from %s: %w", q.stream, err)
+	}
+	var out []Entry
+	for _, s := range res {
+		for _, m := range s.Messages {
+			out = append(out, toEntry(m))
+		}
+	}
+	return out, nil
+}
+
+func toEntry(m redis.XMessage) Entry {
+	e := Entry{ID: m.ID}
+	raw, _ := m.Values["runId"].(string)
+	id, err := uuid.Parse(raw)
+	if err != nil {
+		e.Bad = true
+		return e
+	}
+	e.RunID = id
+	return e
+}
+
+// Renew resets the idle time of an entry the consumer owns: its lease.
+// It reports false when the entry is no longer pending for anyone (acked,
+// or lost with the stream), which the owner should treat as a lost lease
+// only if PostgreSQL agrees.
+func (q *Queue) Renew(ctx context.Context, consumer, entryID string) (bool, error) {
+	ids, err := q.rdb.XClaimJustID(ctx, &redis.XClaimArgs{
+		Stream:   q.stream,
+		Group:    q.group,
+		Consumer: consumer,
+		MinIdle:  0,
+		Messages: []string{entryID},
+	}).Result()
+	if err != nil {
+		if strings.Contains(err.Error(), "NOGROUP") {
+			return false, nil
+		}
+		return false, fmt.Errorf("renew lease on %s: %w", entryID, err)
+	}
+	return len(ids) == 1, nil
+}
+
+// Ack acknowledges and deletes an entry: the run behind it is finished.
+func (q *Queue) Ack(ctx context.Context, entryID string) error {
+	pipe := q.rdb.TxPipeline()
+	pipe.XAck(ctx, q.stream, q.group, entryID)
+	pipe.XDel(ctx, q.stream, entryID)
+	if _, err := pipe.Exec(ctx); err != nil && !strings.Contains(err.Error(), "NOGROUP") {
+		return fmt.Errorf("ack %s: %w", entryID, err)
+	}
+	return nil
+}
+
+// Reclaim takes over up to count entries idle for longer than minIdle (their
+// owner stopped renewing) for consumer.
+func (q *Queue) Reclaim(ctx context.Context, consumer string, minIdle time.Duration, count int) ([]Entry, error) {
+	msgs, _, err := q.rdb.XAutoClaim(ctx, &redis.XAutoClaimArgs{
+		Stream:   q.stream,
+		Group:    q.group,
+		Consumer: consumer,
+		MinIdle:  minIdle,
+		Start:    "0-0",
+		Count:    int64(count),
+	}).Result()
+	if err != nil {
+		if strings.Contains(err.Error(), "NOGROUP") {
+			return nil, q.EnsureGroup(ctx)
+		}
+		return nil, fmt.Errorf("reclaim from %s: %w", q.stream, err)
+	}
+	out := make([]Entry, 0, len(msgs))
+	for _, m := range msgs {
+		out = append(out, toEntry(m))
+	}
+	return out, nil
+}
+
+// DeadLetter moves an entry to the dead-letter stream with a reason.
+func (q *Queue) DeadLetter(ctx context.Context, e Entry, reason string) error {
+	pipe := q.rdb.TxPipeline()
+	pipe.XAdd(ctx, &redis.XAddArgs{
+		Stream: q.dead,
+		MaxLen: 10000,
+		Approx: true,
+		Values: map[string]any{"runId": e.RunID.String(), "entryId": e.ID, "reason": reason},
+	})
+	pipe.XAck(ctx, q.stream, q.group, e.ID)
+	pipe.XDel(ctx, q.stream, e.ID)
+	if _, err := pipe.Exec(ctx); err != nil {
+		return fmt.Errorf("dead-letter %s: %w", e.ID, err)
+	}
+	return nil
+}
+
+// Stats describe the backlog for metrics.
+type Stats struct {
+	Depth     int64         // entries not yet delivered plus pending ones
+	Pending   int64         // delivered, not yet acknowledged
+	OldestAge time.Duration // age of the oldest entry still in the stream
+}
+
+// Stats reads the backlog of the stream.
+func (q *Queue) Stats(ctx context.Context) (Stats, error) {
+	var st Stats
+	n, err := q.rdb.XLen(ctx, q.stream).Result()
+	if err != nil {
+		return st, fmt.Errorf("stream length: %w", err)
+	}
+	st.Depth = n
+	if p, err := q.rdb.XPending(ctx, q.stream, q.group).Result(); err == nil {
+		st.Pending = p.Count
+	}
+	if first, err := q.rdb.XRangeN(ctx, q.stream, "-", "+", 1).Result(); err == nil && len(first) == 1 {
+		if ms, ok := entryTime(first[0].ID); ok {
+			st.OldestAge = time.Since(ms)
+		}
+	}
+	return st, nil
+}
+
+// Contains reports whether the stream still holds an entry for run id among
+// the given entry id (used by the reconciler to find runs Redis lost).
+func (q *Queue) Contains(ctx context.Context, entryID string) (bool, error) {
+	if entryID == "" {
+		return false, nil
+	}
+	msgs, err := q.rdb.XRangeN(ctx, q.stream, entryID, entryID, 1).Result()
+	if err != nil {
+		return false, fmt.Errorf("look up %s: %w", entryID, err)
+	}
+	return len(msgs) == 1, nil
+}
+
+func entryTime(id string) (time.Time, bool) {
+	ms, _, ok := strings.Cut(id, "-")
+	if !ok {
+		return time.Time{}, false
+	}
+	var v int64
+	if _, err := fmt.Sscan(ms, &v); err != nil {
+		return time.Time{}, false
+	}
+	return time.UnixMilli(v), true
+}
