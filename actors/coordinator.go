@@ -1,0 +1,230 @@
+package actors
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/asynkron/protoactor-go/scheduler"
+	"github.com/saveaction/runner/queue"
+)
+
+// pullBlock is how long one XREADGROUP waits for new entries.
+const pullBlock = 2 * time.Second
+
+// Coordinator messages (local).
+type (
+	pullNow struct{}
+	pulled  struct {
+		entries []queue.Entry
+		err     error
+	}
+	reclaimTick struct{}
+	statsTick   struct{}
+	// drain stops pulling, waits up to grace for runs to finish, then hands
+	// the rest back; done is closed when no run is left.
+	drain struct {
+		grace time.Duration
+		done  chan struct{}
+	}
+	drainDeadline struct{}
+)
+
+// coordinator pulls runs from the stream while it has free slots and
+// supervises one run actor per run.
+type coordinator struct {
+	d        *Deps
+	ctx      context.Context
+	cancel   context.CancelFunc
+	children map[string]*actor.PID // run id → actor
+	pulling  bool
+	draining bool
+	drained  chan struct{}
+	timers   []scheduler.CancelFunc
+}
+
+func newCoordinator(d *Deps) actor.Producer {
+	return func() actor.Actor { return &coordinator{d: d, children: map[string]*actor.PID{}} }
+}
+
+// supervisor restarts a crashed run actor as the next attempt, at most
+// restartsPerMinute times a minute; past that the actor is stopped and
+// fails its run with the crash.
+func supervisor() actor.SupervisorStrategy {
+	return actor.NewOneForOneStrategy(restartsPerMinute, time.Minute, func(reason interface{}) actor.Directive {
+		return actor.RestartDirective
+	})
+}
+
+// Receive handles the coordinator's messages.
+func (c *coordinator) Receive(ctx actor.Context) {
+	switch msg := ctx.Message().(type) {
+	case *actor.Started:
+		c.ctx, c.cancel = context.WithCancel(context.Background())
+		s := scheduler.NewTimerScheduler(ctx)
+		c.timers = append(c.timers,
+			s.SendRepeatedly(c.d.Lease/2, c.d.Lease/2, ctx.Self(), &reclaimTick{}),
+			s.SendRepeatedly(0, 5*time.Second, ctx.Self(), &statsTick{}))
+		c.updateSlots()
+		c.tryPull(ctx)
+	case *pullNow:
+		c.tryPull(ctx)
+	case *pulled:
+		c.pulling = false
+		for _, e := range msg.entries {
+			c.spawn(ctx, e)
+		}
+		if msg.err != nil && c.ctx.Err() == nil {
+			c.d.Log.Warn("pull runs", "worker", c.d.Worker, "error", msg.err)
+			scheduler.NewTimerScheduler(ctx).SendOnce(time.Second, ctx.Self(), &pullNow{})
+			return
+		}
+		c.tryPull(ctx)
+	case *reclaimTick:
+		c.reclaim(ctx)
+	case *statsTick:
+		go c.readStats()
+	case *actor.Terminated:
+		for id, pid := range c.children {
+			if pid.Equal(msg.Who) {
+				delete(c.children, id)
+			}
+		}
+		c.updateSlots()
+		if c.draining {
+			if len(c.children) == 0 && c.drained != nil {
+				close(c.drained)
+				c.drained = nil
+			}
+			return
+		}
+		c.tryPull(ctx)
+	case *drain:
+		c.draining = true
+		c.drained = msg.done
+		if len(c.children) == 0 {
+			close(c.drained)
+			c.drained = nil
+			return
+		}
+		c.d.Log.Info("draining: waiting for runs to finish", "worker", c.d.Worker, "runs", len(c.children), "grace", msg.grace)
+		scheduler.NewTimerScheduler(ctx).SendOnce(msg.grace, ctx.Self(), &drainDeadline{})
+	case *drainDeadline:
+		for _, pid := range c.children {
+			ctx.Send(pid, &handBack{})
+		}
+	case *actor.Stopping:
+		for _, t := range c.timers {
+			t()
+		}
+		if c.cancel != nil {
+			c.cancel()
+		}
+	}
+}
+
+func (c *coordinator) free() int { return c.d.Concurrency - len(c.children) }
+
+func (c *coordinator) updateSlots() {
+	c.d.Metrics.WorkerSlots.WithLabelValues("busy").Set(float64(len(c.children)))
+	c.d.Metrics.WorkerSlots.WithLabelValues("free").Set(float64(c.free()))
+}
+
+func (c *coordinator) tryPull(ctx actor.Context) {
+	n := c.free()
+	if c.pulling || c.draining || n <= 0 || c.ctx.Err() != nil {
+		return
+	}
+	c.pulling = true
+	sys, self, pctx := ctx.ActorSystem(), ctx.Self(), c.ctx
+	go func() {
+		entries, err := c.d.Queue.Pull(pctx, c.d.Worker, n, pullBlock)
+		if errors.Is(err, context.Canceled) {
+			err = nil
+		}
+		sys.Root.Send(self, &pulled{entries: entries, err: err})
+	}()
+}
+
+func (c *coordinator) reclaim(ctx actor.Context) {
+	n := c.free()
+	if c.draining || n <= 0 {
+		return
+	}
+	c.pulling = true // one Redis read at a time; pulled clears it
+	sys, self, pctx := ctx.ActorSystem(), ctx.Self(), c.ctx
+	go func() {
+		entries, err := c.d.Queue.Reclaim(pctx, c.d.Worker, c.d.Lease, n)
+		sys.Root.Send(self, &pulled{entries: entries, err: err})
+	}()
+}
+
+func (c *coordinator) spawn(ctx actor.Context, e queue.Entry) {
+	if e.Bad {
+		_ = c.d.Queue.Ack(c.ctx, e.ID)
+		return
+	}
+	id := e.RunID.String()
+	if _, busy := c.children[id]; busy {
+		return // a second entry for a run we are running: the run actor acks on finish
+	}
+	props := actor.PropsFromProducer(newRunActor(c.d, e))
+	pid, err := ctx.SpawnNamed(props, "run-"+id)
+	if err != nil {
+		c.d.Log.Error("spawn run actor", "runId", id, "error", err)
+		return
+	}
+	c.children[id] = pid
+	c.updateSlots()
+}
+
+func (c *coordinator) readStats() {
+	ctx, cancel := context.WithTimeout(c.ctx, 2*time.Second)
+	defer cancel()
+	st, err := c.d.Queue.Stats(ctx)
+	if err != nil {
+		return
+	}
+	c.d.Metrics.QueueDepth.Set(float64(st.Depth))
+	c.d.Metrics.QueueOldestAge.Set(st.OldestAge.Seconds())
+}
+
+// Worker is a running worker node: its actor system and coordinator.
+type Worker struct {
+	d     *Deps
+	coord *actor.PID
+}
+
+// StartWorker starts a coordinator on d.System.
+func StartWorker(ctx context.Context, d Deps) (*Worker, error) {
+	dd := d.withDefaults()
+	if dd.System == nil || dd.Runs == nil || dd.Queue == nil || dd.Pool == nil {
+		return nil, errors.New("start worker: System, Runs, Queue and Pool are required")
+	}
+	if err := dd.Queue.EnsureGroup(ctx); err != nil {
+		return nil, err
+	}
+	props := actor.PropsFromProducer(newCoordinator(dd), actor.WithSupervisor(supervisor()))
+	pid, err := dd.System.Root.SpawnNamed(props, "coordinator-"+dd.Worker)
+	if err != nil {
+		return nil, fmt.Errorf("spawn coordinator: %w", err)
+	}
+	return &Worker{d: dd, coord: pid}, nil
+}
+
+// Shutdown stops pulling, lets running runs finish within grace, hands the
+// rest back to the queue, and stops the coordinator (DESIGN.md rule 6).
+func (w *Worker) Shutdown(ctx context.Context, grace time.Duration) error {
+	done := make(chan struct{})
+	w.d.System.Root.Send(w.coord, &drain{grace: grace, done: done})
+	var err error
+	select {
+	case <-done:
+	case <-ctx.Done():
+		err = fmt.Errorf("shutdown: %w", ctx.Err())
+	}
+	_ = w.d.System.Root.StopFuture(w.coord).Wait()
+	return err
+}

@@ -1,0 +1,85 @@
+// Package actors is the worker runtime: a RunCoordinator that pulls runs
+// from the dispatch stream and supervises one RunActor per run, the browser
+// pool, and the protobuf messages that cross nodes.
+package actors
+
+import (
+	"log/slog"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/saveaction/runner/persistence"
+	"github.com/saveaction/runner/queue"
+)
+
+// Defaults of the runtime.
+const (
+	DefaultLease         = 30 * time.Second
+	DefaultMaxDeliveries = 3
+	DefaultConcurrency   = 3
+	// restartsPerMinute is how often a run may crash and restart on a fresh
+	// browser within a minute before it fails with the crash (DESIGN.md rule 4).
+	restartsPerMinute = 2
+)
+
+// Deps is what the coordinator and its run actors share. Nothing in it is
+// mutated after start.
+type Deps struct {
+	System  *actor.ActorSystem
+	Runs    *persistence.Runs
+	Queue   *queue.Queue
+	Pool    *Pool
+	Log     *slog.Logger
+	Metrics *Metrics
+
+	// Worker names this node in runs.worker_node and as stream consumer.
+	Worker string
+	// Concurrency is the number of runs at once (default DefaultConcurrency).
+	Concurrency int
+	// Lease is how long an entry stays ours without renewal (default DefaultLease);
+	// the owner renews every Lease/3.
+	Lease time.Duration
+	// MaxDeliveries is how many attempts a run gets before it fails with
+	// "worker lost" (default DefaultMaxDeliveries).
+	MaxDeliveries int
+	// ScreenshotDir, VideoDir and FilesDir are the storage folders of runs.
+	ScreenshotDir, VideoDir, FilesDir string
+	// Signal, when set, is told of runtime events (tests wait on them
+	// instead of sleeping).
+	Signal func(Event)
+}
+
+// Event is a test signal from the runtime.
+type Event struct {
+	Kind    string // started, action, finished, skipped, crashed, cancelled, requeued
+	RunID   string
+	Attempt int
+	Status  string
+	Detail  string
+}
+
+func (d *Deps) signal(e Event) {
+	if d.Signal != nil {
+		d.Signal(e)
+	}
+}
+
+func (d *Deps) withDefaults() *Deps {
+	c := *d
+	if c.Concurrency <= 0 {
+		c.Concurrency = DefaultConcurrency
+	}
+	if c.Lease <= 0 {
+		c.Lease = DefaultLease
+	}
+	if c.MaxDeliveries <= 0 {
+		c.MaxDeliveries = DefaultMaxDeliveries
+	}
+	if c.Metrics == nil {
+		c.Metrics = NewMetrics(nil)
+	}
+	if c.Log == nil {
+		c.Log = slog.Default()
+	}
+	return &c
+}

@@ -1,0 +1,70 @@
+package actors
+
+import "github.com/prometheus/client_golang/prometheus"
+
+// Metric names, in one place (DESIGN.md, Observability).
+const (
+	MetricRunsTotal       = "saveaction_runs_total"
+	MetricRunDuration     = "saveaction_run_duration_seconds"
+	MetricActionDuration  = "saveaction_action_duration_seconds"
+	MetricQueueDepth      = "saveaction_queue_depth"
+	MetricQueueOldestAge  = "saveaction_queue_oldest_age_seconds"
+	MetricRunsActive      = "saveaction_runs_active"
+	MetricWorkerSlots     = "saveaction_worker_slots"
+	MetricBrowserLaunches = "saveaction_browser_launches_total"
+	MetricBrowserCrashes  = "saveaction_browser_crashes_total"
+	MetricActorRestarts   = "saveaction_actor_restarts_total"
+	MetricLeasesReclaimed = "saveaction_leases_reclaimed_total"
+	MetricCancelLatency   = "saveaction_cancel_latency_seconds"
+)
+
+// Metrics are the worker's Prometheus collectors.
+type Metrics struct {
+	RunsTotal       *prometheus.CounterVec
+	RunDuration     prometheus.Histogram
+	ActionDuration  *prometheus.HistogramVec
+	QueueDepth      prometheus.Gauge
+	QueueOldestAge  prometheus.Gauge
+	RunsActive      prometheus.Gauge
+	WorkerSlots     *prometheus.GaugeVec
+	BrowserLaunches prometheus.Counter
+	BrowserCrashes  prometheus.Counter
+	ActorRestarts   prometheus.Counter
+	LeasesReclaimed prometheus.Counter
+	CancelLatency   prometheus.Histogram
+}
+
+// NewMetrics creates the worker metrics and registers them on reg (which may be nil).
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		RunsTotal: prometheus.NewCounterVec(prometheus.CounterOpts{Name: MetricRunsTotal,
+			Help: "Runs finished by this worker, by final status."}, []string{"status"}),
+		RunDuration: prometheus.NewHistogram(prometheus.HistogramOpts{Name: MetricRunDuration,
+			Help: "Wall time of finished runs.", Buckets: prometheus.ExponentialBuckets(0.1, 2, 14)}),
+		ActionDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: MetricActionDuration,
+			Help: "Time per executed action, by action type.", Buckets: prometheus.ExponentialBuckets(0.002, 2.5, 12)}, []string{"type"}),
+		QueueDepth: prometheus.NewGauge(prometheus.GaugeOpts{Name: MetricQueueDepth,
+			Help: "Entries in the dispatch stream (waiting or in flight)."}),
+		QueueOldestAge: prometheus.NewGauge(prometheus.GaugeOpts{Name: MetricQueueOldestAge,
+			Help: "Age of the oldest entry in the dispatch stream."}),
+		RunsActive: prometheus.NewGauge(prometheus.GaugeOpts{Name: MetricRunsActive,
+			Help: "Runs executing on this worker now."}),
+		WorkerSlots: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: MetricWorkerSlots,
+			Help: "Run slots of this worker, by state (busy, free)."}, []string{"state"}),
+		BrowserLaunches: prometheus.NewCounter(prometheus.CounterOpts{Name: MetricBrowserLaunches,
+			Help: "Chromium processes started."}),
+		BrowserCrashes: prometheus.NewCounter(prometheus.CounterOpts{Name: MetricBrowserCrashes,
+			Help: "Chromium processes or contexts that died under a run."}),
+		ActorRestarts: prometheus.NewCounter(prometheus.CounterOpts{Name: MetricActorRestarts,
+			Help: "Run actors restarted by their supervisor."}),
+		LeasesReclaimed: prometheus.NewCounter(prometheus.CounterOpts{Name: MetricLeasesReclaimed,
+			Help: "Stream entries taken over from a worker that stopped renewing."}),
+		CancelLatency: prometheus.NewHistogram(prometheus.HistogramOpts{Name: MetricCancelLatency,
+			Help: "Time from a cancel request to the run being cancelled.", Buckets: prometheus.ExponentialBuckets(0.01, 2, 12)}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.RunsTotal, m.RunDuration, m.ActionDuration, m.QueueDepth, m.QueueOldestAge, m.RunsActive,
+			m.WorkerSlots, m.BrowserLaunches, m.BrowserCrashes, m.ActorRestarts, m.LeasesReclaimed, m.CancelLatency)
+	}
+	return m
+}

@@ -1,0 +1,117 @@
+package actors
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"strconv"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/asynkron/protoactor-go/remote"
+	"github.com/saveaction/runner/persistence"
+)
+
+// NewSystem returns an actor system whose own logging goes through log at
+// Warn and above: protoactor logs normal events at Error and Info noise.
+func NewSystem(log *slog.Logger) *actor.ActorSystem {
+	quiet := slog.New(minLevel{h: log.Handler(), min: slog.LevelWarn}).With("component", "protoactor")
+	return actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger { return quiet }))
+}
+
+// StartRemote makes sys a remote node listening on host:port (port 0 picks
+// one), so other nodes can send it protobuf messages. It returns the
+// address other nodes reach it at.
+func StartRemote(sys *actor.ActorSystem, host string, port int, advertised string) (r *remote.Remote, addr string, err error) {
+	// protoactor panics when it cannot listen; find out first.
+	if port != 0 {
+		l, lerr := net.Listen("tcp", net.JoinHostPort(host, strconv.Itoa(port)))
+		if lerr != nil {
+			return nil, "", fmt.Errorf("ACTOR_PORT %d: %w", port, lerr)
+		}
+		_ = l.Close()
+	}
+	var opts []remote.ConfigOption
+	if advertised == "" && (host == "0.0.0.0" || host == "" || host == "::") && port != 0 {
+		// Listening on every interface: other nodes reach us by host name.
+		if hn, herr := os.Hostname(); herr == nil {
+			advertised = net.JoinHostPort(hn, strconv.Itoa(port))
+		}
+	}
+	if advertised != "" {
+		opts = append(opts, remote.WithAdvertisedHost(advertised))
+	}
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("start actor remote: %v", p)
+		}
+	}()
+	r = remote.NewRemote(sys, remote.Configure(host, port, opts...))
+	r.Start()
+	return r, sys.Address(), nil
+}
+
+// Canceller delivers CancelRun to the actor that owns a run, wherever it
+// runs, and waits for the run to reach a final status.
+type Canceller struct {
+	System *actor.ActorSystem
+	Runs   *persistence.Runs
+	// Poll is how often the run row is checked while waiting (default 25 ms).
+	Poll time.Duration
+}
+
+// CancelRun sends CancelRun to the run's recorded actor and waits up to
+// timeout for the run to be final. confirmed is false when it is not final
+// by then; the worker still sees the request at its next lease renewal.
+func (c *Canceller) CancelRun(ctx context.Context, run *persistence.Run, timeout time.Duration) (bool, error) {
+	deadline := time.Now().Add(timeout)
+	if run.ActorID != "" {
+		pid := actor.NewPID(run.ActorAddress, run.ActorID)
+		msg := &CancelRun{RunId: run.ID.String(), RequestedAtUnixMs: time.Now().UnixMilli()}
+		if run.CancelRequestedAt != nil {
+			msg.RequestedAtUnixMs = run.CancelRequestedAt.UnixMilli()
+		}
+		// Messages to a stopped actor time out rather than fail: bound it.
+		_, _ = c.System.Root.RequestFuture(pid, msg, min(timeout, 2*time.Second)).Result()
+	}
+	poll := c.Poll
+	if poll <= 0 {
+		poll = 25 * time.Millisecond
+	}
+	t := time.NewTicker(poll)
+	defer t.Stop()
+	for {
+		r, err := c.Runs.Get(ctx, run.ID)
+		if err != nil {
+			return false, err
+		}
+		if persistence.IsTerminal(r.Status) {
+			return true, nil
+		}
+		if time.Now().After(deadline) {
+			return false, nil
+		}
+		select {
+		case <-ctx.Done():
+			return false, ctx.Err()
+		case <-t.C:
+		}
+	}
+}
+
+// minLevel drops records below min.
+type minLevel struct {
+	h   slog.Handler
+	min slog.Level
+}
+
+func (m minLevel) Enabled(ctx context.Context, l slog.Level) bool {
+	return l >= m.min && m.h.Enabled(ctx, l)
+}
+func (m minLevel) Handle(ctx context.Context, r slog.Record) error { return m.h.Handle(ctx, r) }
+func (m minLevel) WithAttrs(a []slog.Attr) slog.Handler {
+	return minLevel{h: m.h.WithAttrs(a), min: m.min}
+}
+func (m minLevel) WithGroup(n string) slog.Handler { return minLevel{h: m.h.WithGroup(n), min: m.min} }

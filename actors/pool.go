@@ -1,0 +1,199 @@
+package actors
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/saveaction/runner/browser"
+)
+
+// Defaults of the browser pool.
+const (
+	DefaultBrowserMaxRuns = 50
+	DefaultBrowserMaxAge  = 30 * time.Minute
+)
+
+// Isolation modes of a run.
+const (
+	IsolationContext = "context" // a fresh incognito context in a pooled Chromium (default)
+	IsolationBrowser = "browser" // a Chromium process of the run's own
+)
+
+// LaunchFunc starts one Chromium process.
+type LaunchFunc func(ctx context.Context) (*browser.Browser, error)
+
+// PoolConfig configures a Pool.
+type PoolConfig struct {
+	Launch LaunchFunc
+	// MaxRuns recycles a process after this many runs (default DefaultBrowserMaxRuns).
+	MaxRuns int
+	// MaxAge recycles a process older than this (default DefaultBrowserMaxAge).
+	MaxAge  time.Duration
+	Metrics *Metrics
+}
+
+// Pool keeps a warm Chromium process that runs share through incognito
+// contexts, replaces it when it dies or is due for recycling, and closes a
+// retired process once its last run releases it.
+type Pool struct {
+	cfg    PoolConfig
+	mu     sync.Mutex
+	cur    *pooled
+	all    map[*pooled]struct{}
+	closed bool
+}
+
+type pooled struct {
+	b       *browser.Browser
+	born    time.Time
+	runs    int
+	active  int
+	retired bool
+}
+
+// NewPool returns an empty pool; processes start on first use.
+func NewPool(cfg PoolConfig) *Pool {
+	if cfg.MaxRuns <= 0 {
+		cfg.MaxRuns = DefaultBrowserMaxRuns
+	}
+	if cfg.MaxAge <= 0 {
+		cfg.MaxAge = DefaultBrowserMaxAge
+	}
+	return &Pool{cfg: cfg, all: map[*pooled]struct{}{}}
+}
+
+// Handle is one run's use of a browser process.
+type Handle struct {
+	pool *Pool
+	p    *pooled
+	once sync.Once
+}
+
+// Browser is the process the run may open its context in.
+func (h *Handle) Browser() *browser.Browser { return h.p.b }
+
+// Release gives the browser back. crashed retires the process: it is closed
+// as soon as no other run uses it, and the next run gets a fresh one.
+func (h *Handle) Release(crashed bool) {
+	h.once.Do(func() { h.pool.release(h.p, crashed) })
+}
+
+// Acquire returns a browser for one run: the warm shared process for
+// IsolationContext, a new process of its own for IsolationBrowser.
+func (p *Pool) Acquire(ctx context.Context, isolation string) (*Handle, error) {
+	if isolation == IsolationBrowser {
+		b, err := p.launch(ctx)
+		if err != nil {
+			return nil, err
+		}
+		pp := &pooled{b: b, born: time.Now(), runs: 1, active: 1, retired: true}
+		p.mu.Lock()
+		p.all[pp] = struct{}{}
+		p.mu.Unlock()
+		return &Handle{pool: p, p: pp}, nil
+	}
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return nil, fmt.Errorf("browser pool closed")
+	}
+	if c := p.cur; c != nil && (!c.b.Alive() || c.runs >= p.cfg.MaxRuns || time.Since(c.born) > p.cfg.MaxAge) {
+		p.retireLocked(c)
+	}
+	if p.cur != nil {
+		p.cur.runs++
+		p.cur.active++
+		h := &Handle{pool: p, p: p.cur}
+		p.mu.Unlock()
+		return h, nil
+	}
+	p.mu.Unlock()
+
+	// Launch outside the lock; if another run launched meanwhile, keep both
+	// working and make the newer one current.
+	b, err := p.launch(ctx)
+	if err != nil {
+		return nil, err
+	}
+	pp := &pooled{b: b, born: time.Now(), runs: 1, active: 1}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		_ = b.Close()
+		return nil, fmt.Errorf("browser pool closed")
+	}
+	if p.cur != nil {
+		p.retireLocked(p.cur)
+	}
+	p.cur = pp
+	p.all[pp] = struct{}{}
+	return &Handle{pool: p, p: pp}, nil
+}
+
+func (p *Pool) launch(ctx context.Context) (*browser.Browser, error) {
+	b, err := p.cfg.Launch(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("start Chromium: %w", err)
+	}
+	if p.cfg.Metrics != nil {
+		p.cfg.Metrics.BrowserLaunches.Inc()
+	}
+	return b, nil
+}
+
+func (p *Pool) release(pp *pooled, crashed bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	pp.active--
+	if crashed || !pp.b.Alive() {
+		if p.cfg.Metrics != nil && crashed {
+			p.cfg.Metrics.BrowserCrashes.Inc()
+		}
+		p.retireLocked(pp)
+	}
+	if pp.retired && pp.active <= 0 {
+		p.closeLocked(pp)
+	}
+}
+
+func (p *Pool) retireLocked(pp *pooled) {
+	pp.retired = true
+	if p.cur == pp {
+		p.cur = nil
+	}
+	if pp.active <= 0 {
+		p.closeLocked(pp)
+	}
+}
+
+func (p *Pool) closeLocked(pp *pooled) {
+	if _, ok := p.all[pp]; !ok {
+		return
+	}
+	delete(p.all, pp)
+	_ = pp.b.Close()
+}
+
+// PIDs lists the Chromium processes the pool holds (for tests and metrics).
+func (p *Pool) PIDs() []int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	out := make([]int, 0, len(p.all))
+	for pp := range p.all {
+		out = append(out, pp.b.PID())
+	}
+	return out
+}
+
+// Close kills every process of the pool, in use or not.
+func (p *Pool) Close() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.closed = true
+	for pp := range p.all {
+		p.closeLocked(pp)
+	}
+	p.cur = nil
+}

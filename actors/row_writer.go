@@ -1,0 +1,102 @@
+package actors
+
+import (
+	"context"
+	"errors"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/saveaction/runner/browser"
+	"github.com/saveaction/runner/persistence"
+	"github.com/saveaction/runner/recording"
+)
+
+// rowWriter writes each action's row as soon as the action completes, so a
+// client polling /actions sees progress and a dead worker leaves its
+// finished actions behind.
+type rowWriter struct {
+	a      *runActor
+	run    *persistence.Run
+	cancel context.CancelCauseFunc
+	sys    *actor.ActorSystem
+	self   *actor.PID
+	saved  map[int]bool
+	count  int
+}
+
+// ActionStarted implements browser.Observer.
+func (w *rowWriter) ActionStarted(int, *recording.Action) {}
+
+// ActionDone implements browser.Observer.
+func (w *rowWriter) ActionDone(r browser.ActionResult) {
+	if w.saved == nil {
+		w.saved = map[int]bool{}
+	}
+	if r.Status != persistence.ActionSkipped {
+		w.a.d.Metrics.ActionDuration.WithLabelValues(r.ActionType).Observe(float64(r.DurationMs) / 1000)
+	}
+	if w.save(r) {
+		w.count++
+		w.sys.Root.Send(w.self, &actionProgress{done: w.count})
+	}
+	w.a.d.signal(Event{Kind: "action", RunID: w.run.ID.String(), Attempt: w.run.Attempt, Status: r.Status, Detail: r.ActionID})
+}
+
+func (w *rowWriter) save(r browser.ActionResult) bool {
+	ctx, cancel := context.WithTimeout(context.Background(), dbTimeout)
+	defer cancel()
+	err := w.a.d.Runs.SaveAction(ctx, w.run.ID, w.run.Attempt, toRow(r))
+	if errors.Is(err, persistence.ErrStale) {
+		w.cancel(errLeaseLost)
+		return false
+	}
+	if err != nil {
+		w.a.d.Log.Warn("save action result", "runId", w.run.ID.String(), "action", r.ActionID, "error", err)
+		return false
+	}
+	w.saved[r.Index] = true
+	return true
+}
+
+// flush writes the results the observer did not see or could not save.
+func (w *rowWriter) flush(res *browser.Result) {
+	if w.saved == nil {
+		w.saved = map[int]bool{}
+	}
+	for _, r := range res.Actions {
+		if !w.saved[r.Index] {
+			w.save(r)
+		}
+	}
+}
+
+func toRow(r browser.ActionResult) *persistence.RunAction {
+	row := &persistence.RunAction{
+		ActionID:       r.ActionID,
+		ActionIndex:    r.Index,
+		ActionType:     r.ActionType,
+		Status:         r.Status,
+		SelectorUsed:   optString(r.SelectorUsed),
+		ErrorMessage:   optString(r.Error),
+		Reason:         optString(r.Reason),
+		Warnings:       r.Warnings,
+		ScreenshotPath: optString(r.ScreenshotPath),
+	}
+	if !r.StartedAt.IsZero() {
+		t := r.StartedAt.UTC()
+		row.StartedAt = &t
+	}
+	if !r.CompletedAt.IsZero() {
+		t := r.CompletedAt.UTC()
+		row.CompletedAt = &t
+		ms := r.DurationMs
+		row.DurationMs = &ms
+	}
+	return row
+}
+
+func optString(s string) *string {
+	if s == "" {
+		return nil
+	}
+	return &s
+}

@@ -1,0 +1,163 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Config is the service configuration, read from the environment; every
+// variable has a flag of the same name that overrides it.
+type Config struct {
+	DatabaseURL          string        // DATABASE_URL
+	RedisURL             string        // REDIS_URL
+	RedisPrefix          string        // REDIS_PREFIX: key prefix of every Redis key (default "sa:")
+	Port                 int           // PORT (3001)
+	Host                 string        // HOST ("0.0.0.0"; dev: 127.0.0.1)
+	WorkerConcurrency    int           // WORKER_CONCURRENCY (3, 1-10)
+	WorkerName           string        // WORKER_NAME (worker-<pid>)
+	LogLevel             slog.Level    // LOG_LEVEL (info)
+	LogFormat            string        // LOG_FORMAT (json|text; text on a terminal)
+	VideoStoragePath     string        // VIDEO_STORAGE_PATH (./storage/videos)
+	ScreenshotStorage    string        // SCREENSHOT_STORAGE_PATH (./storage/screenshots)
+	FilesPath            string        // FILES_PATH: folder of file-input uploads (./storage/files)
+	ChromeBin            string        // CHROME_BIN (found on PATH otherwise)
+	Lease                time.Duration // LEASE_SECONDS (30)
+	ShutdownGrace        time.Duration // SHUTDOWN_GRACE_SECONDS (30)
+	RateLimitPerMinute   int           // RATE_LIMIT_PER_MINUTE (600)
+	MetricsPort          int           // METRICS_PORT (worker; 9464, 0 = off)
+	ClusterProvider      string        // CLUSTER_PROVIDER ("" = none, automanaged)
+	ClusterHosts         []string      // CLUSTER_HOSTS (comma list)
+	ActorHost            string        // ACTOR_HOST (127.0.0.1)
+	ActorPort            int           // ACTOR_PORT (0 = pick a free port)
+	ActorAdvertised      string        // ACTOR_ADVERTISED_HOST (host:port other nodes use; "" = as listened)
+	DemoPort             int           // DEMO_PORT (dev only: the examples/ demo site, 3002)
+	BrowserMaxRuns       int           // BROWSER_MAX_RUNS (50)
+	BrowserMaxAgeMinutes int           // BROWSER_MAX_AGE_MINUTES (30)
+}
+
+// configVars lists every variable with its default.
+var configDefaults = map[string]string{
+	"DATABASE_URL":            "postgres://root@127.0.0.1:5432/saveaction?sslmode=disable",
+	"REDIS_URL":               "redis://127.0.0.1:6379/0",
+	"REDIS_PREFIX":            "sa:",
+	"PORT":                    "3001",
+	"HOST":                    "0.0.0.0",
+	"WORKER_CONCURRENCY":      "3",
+	"WORKER_NAME":             "",
+	"LOG_LEVEL":               "info",
+	"LOG_FORMAT":              "",
+	"VIDEO_STORAGE_PATH":      "./storage/videos",
+	"SCREENSHOT_STORAGE_PATH": "./storage/screenshots",
+	"FILES_PATH":              "./storage/files",
+	"CHROME_BIN":              "",
+	"LEASE_SECONDS":           "30",
+	"SHUTDOWN_GRACE_SECONDS":  "30",
+	"RATE_LIMIT_PER_MINUTE":   "600",
+	"METRICS_PORT":            "9464",
+	"CLUSTER_PROVIDER":        "",
+	"CLUSTER_HOSTS":           "",
+	"ACTOR_HOST":              "127.0.0.1",
+	"ACTOR_PORT":              "0",
+	"ACTOR_ADVERTISED_HOST":   "",
+	"DEMO_PORT":               "3002",
+	"BROWSER_MAX_RUNS":        "50",
+	"BROWSER_MAX_AGE_MINUTES": "30",
+}
+
+// loadConfig reads the environment, then flags of the same names from args.
+// The error names the variable at fault.
+func loadConfig(name string, args []string, overrides map[string]string) (*Config, []string, error) {
+	vals := map[string]string{}
+	for k, def := range configDefaults {
+		vals[k] = def
+		if v, ok := overrides[k]; ok {
+			vals[k] = v
+		}
+		if v, ok := os.LookupEnv(k); ok {
+			vals[k] = v
+		}
+	}
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(os.Stderr)
+	flagVals := map[string]*string{}
+	for k := range configDefaults {
+		flagVals[k] = fs.String(k, vals[k], "")
+	}
+	if err := fs.Parse(args); err != nil {
+		return nil, nil, err
+	}
+	for k, p := range flagVals {
+		vals[k] = *p
+	}
+	c := &Config{
+		DatabaseURL:       vals["DATABASE_URL"],
+		RedisURL:          vals["REDIS_URL"],
+		RedisPrefix:       vals["REDIS_PREFIX"],
+		Host:              vals["HOST"],
+		WorkerName:        vals["WORKER_NAME"],
+		LogFormat:         vals["LOG_FORMAT"],
+		VideoStoragePath:  vals["VIDEO_STORAGE_PATH"],
+		ScreenshotStorage: vals["SCREENSHOT_STORAGE_PATH"],
+		FilesPath:         vals["FILES_PATH"],
+		ChromeBin:         vals["CHROME_BIN"],
+		ClusterProvider:   vals["CLUSTER_PROVIDER"],
+		ActorHost:         vals["ACTOR_HOST"],
+		ActorAdvertised:   vals["ACTOR_ADVERTISED_HOST"],
+	}
+	var errs []error
+	intVar := func(key string, min, max int) int {
+		n, err := strconv.Atoi(strings.TrimSpace(vals[key]))
+		if err != nil || n < min || n > max {
+			errs = append(errs, fmt.Errorf("%s=%q: must be an integer from %d to %d", key, vals[key], min, max))
+		}
+		return n
+	}
+	c.Port = intVar("PORT", 1, 65535)
+	c.WorkerConcurrency = intVar("WORKER_CONCURRENCY", 1, 10)
+	c.Lease = time.Duration(intVar("LEASE_SECONDS", 3, 3600)) * time.Second
+	c.ShutdownGrace = time.Duration(intVar("SHUTDOWN_GRACE_SECONDS", 0, 3600)) * time.Second
+	c.RateLimitPerMinute = intVar("RATE_LIMIT_PER_MINUTE", 1, 1_000_000)
+	c.MetricsPort = intVar("METRICS_PORT", 0, 65535)
+	c.ActorPort = intVar("ACTOR_PORT", 0, 65535)
+	c.DemoPort = intVar("DEMO_PORT", 0, 65535)
+	c.BrowserMaxRuns = intVar("BROWSER_MAX_RUNS", 1, 100000)
+	c.BrowserMaxAgeMinutes = intVar("BROWSER_MAX_AGE_MINUTES", 1, 100000)
+	if c.WorkerName == "" {
+		c.WorkerName = fmt.Sprintf("worker-%d", os.Getpid())
+	}
+	if err := c.LogLevel.UnmarshalText([]byte(vals["LOG_LEVEL"])); err != nil {
+		errs = append(errs, fmt.Errorf("LOG_LEVEL=%q: must be debug, info, warn or error", vals["LOG_LEVEL"]))
+	}
+	switch c.LogFormat {
+	case "", "json", "text":
+	default:
+		errs = append(errs, fmt.Errorf("LOG_FORMAT=%q: must be json or text", c.LogFormat))
+	}
+	if u, err := url.Parse(c.DatabaseURL); err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
+		errs = append(errs, fmt.Errorf("DATABASE_URL=%q: must be a postgres:// URL", c.DatabaseURL))
+	}
+	if u, err := url.Parse(c.RedisURL); err != nil || (u.Scheme != "redis" && u.Scheme != "rediss") {
+		errs = append(errs, fmt.Errorf("REDIS_URL=%q: must be a redis:// URL", c.RedisURL))
+	}
+	switch c.ClusterProvider {
+	case "", "none", "automanaged":
+	default:
+		errs = append(errs, fmt.Errorf("CLUSTER_PROVIDER=%q: must be empty or automanaged (etcd and k8s are not built in)", c.ClusterProvider))
+	}
+	if h := strings.TrimSpace(vals["CLUSTER_HOSTS"]); h != "" {
+		for _, p := range strings.Split(h, ",") {
+			c.ClusterHosts = append(c.ClusterHosts, strings.TrimSpace(p))
+		}
+	}
+	if len(errs) > 0 {
+		return nil, nil, fmt.Errorf("invalid configuration: %w", errors.Join(errs...))
+	}
+	return c, fs.Args(), nil
+}

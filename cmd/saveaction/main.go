@@ -1,0 +1,75 @@
+// Command saveaction runs recorded browser tests: the REST API, the worker,
+// both at once for a laptop (dev), migrations, token bootstrap, and local
+// replays of recording files.
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+const usage = `saveaction: run SaveAction recordings in Chromium, on demand and at fleet scale.
+
+Usage:
+  saveaction dev                 migrations, API and worker in one process (creates the database; prints a token)
+  saveaction api                 the REST API
+  saveaction worker              a worker node
+  saveaction migrate [up|down|status]
+  saveaction token create --email EMAIL --name NAME [--scopes a,b] [--expires-in 720h]
+  saveaction run [flags] FILE... replay recordings locally (no database, no Redis)
+  saveaction version
+
+Configuration comes from the environment (DATABASE_URL, REDIS_URL, PORT, WORKER_CONCURRENCY, ...),
+each overridable by a flag of the same name, e.g. --PORT=4000. See README.md.
+`
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := dispatch(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	cmd, rest := args[0], args[1:]
+	var err error
+	switch cmd {
+	case "dev":
+		err = devCmd(ctx, rest, stdout)
+	case "api":
+		err = apiCmd(ctx, rest)
+	case "worker":
+		err = workerCmd(ctx, rest)
+	case "migrate":
+		err = migrateCmd(ctx, rest, stdout)
+	case "token":
+		err = tokenCmd(ctx, rest, stdout)
+	case "run":
+		return runCmd(ctx, rest, stdout, stderr)
+	case "version", "--version":
+		fmt.Fprintln(stdout, "saveaction", version)
+		return 0
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return 0
+	default:
+		fmt.Fprintf(stderr, "saveaction: unknown command %q\n\n%s", cmd, usage)
+		return 2
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, "saveaction "+cmd+":", err)
+		return 1
+	}
+	return 0
+}
