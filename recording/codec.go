@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"reflect"
+	"slices"
 	"strings"
 )
 
@@ -183,41 +184,40 @@ func (p *Position) UnmarshalJSON(data []byte) error {
 // decodeObject decodes the JSON object data into dst, a pointer to a
 // method-less struct, and returns the keys of data that encoding dst would
 // not write back, compacted: keys no field is tagged with, and keys whose
-// value the field drops (omitempty on `false`, `""`, `[]`, null). Only keys
+// value an omitempty field drops (`false`, `""`, `[]`, null). Only keys
 // equal to a field's JSON name reach that field.
 func decodeObject(data []byte, dst any) (map[string]json.RawMessage, error) {
 	var raw map[string]json.RawMessage
 	if err := json.Unmarshal(data, &raw); err != nil {
 		return nil, err
 	}
-	names := fieldNames(reflect.TypeOf(dst).Elem())
-	modelled := make(map[string]json.RawMessage, len(raw))
-	for k, v := range raw {
-		if names[k] {
-			modelled[k] = v
+	v := reflect.ValueOf(dst).Elem()
+	fields := fieldsOf(v.Type())
+	src := data
+	if mayFoldOntoField(raw, fields) {
+		// encoding/json would match `ID` to the field tagged "id"; decode
+		// from the exact keys only.
+		modelled := make(map[string]json.RawMessage, len(raw))
+		for k, val := range raw {
+			if _, ok := fields[k]; ok {
+				modelled[k] = val
+			}
 		}
+		b, err := json.Marshal(modelled)
+		if err != nil {
+			return nil, err
+		}
+		src = b
 	}
-	exact, err := json.Marshal(modelled)
-	if err != nil {
-		return nil, err
-	}
-	if err := json.Unmarshal(exact, dst); err != nil {
-		return nil, err
-	}
-	written, err := json.Marshal(dst)
-	if err != nil {
-		return nil, err
-	}
-	var writtenKeys map[string]json.RawMessage
-	if err := json.Unmarshal(written, &writtenKeys); err != nil {
+	if err := json.Unmarshal(src, dst); err != nil {
 		return nil, err
 	}
 	var extra map[string]json.RawMessage
-	for k, v := range raw {
-		if _, ok := writtenKeys[k]; ok {
+	for k, val := range raw {
+		if f, ok := fields[k]; ok && !(f.omitEmpty && isEmptyValue(v.Field(f.index))) {
 			continue
 		}
-		c, err := compactRaw(v)
+		c, err := compactRaw(val)
 		if err != nil {
 			return nil, fmt.Errorf("key %q: %w", k, err)
 		}
@@ -227,6 +227,28 @@ func decodeObject(data []byte, dst any) (map[string]json.RawMessage, error) {
 		extra[k] = c
 	}
 	return extra, nil
+}
+
+// mayFoldOntoField reports whether a key of raw that is not a field's JSON
+// name could still be matched to a field by encoding/json's case folding.
+// Non-ASCII keys are assumed to (Unicode folds `K` onto `k`).
+func mayFoldOntoField(raw map[string]json.RawMessage, fields map[string]fieldInfo) bool {
+	for k := range raw {
+		if _, ok := fields[k]; ok {
+			continue
+		}
+		for i := 0; i < len(k); i++ {
+			if k[i] >= 0x80 {
+				return true
+			}
+		}
+		for name := range fields {
+			if strings.EqualFold(k, name) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // encodeObject encodes v, a pointer to a method-less struct, adding the
@@ -267,19 +289,45 @@ func compactRaw(raw json.RawMessage) (json.RawMessage, error) {
 	return b, nil
 }
 
-// fieldNames returns the JSON names of the struct type t's fields.
-func fieldNames(t reflect.Type) map[string]bool {
-	names := make(map[string]bool, t.NumField())
-	for f := range t.Fields() {
+// fieldInfo locates a struct field by JSON name.
+type fieldInfo struct {
+	index     int
+	omitEmpty bool
+}
+
+// fieldsOf maps the JSON names of the struct type t's fields to the fields.
+func fieldsOf(t reflect.Type) map[string]fieldInfo {
+	fields := make(map[string]fieldInfo, t.NumField())
+	for i := range t.NumField() {
+		f := t.Field(i)
 		tag := f.Tag.Get("json")
 		if tag == "-" || !f.IsExported() {
 			continue
 		}
-		name, _, _ := strings.Cut(tag, ",")
+		name, opts, _ := strings.Cut(tag, ",")
 		if name == "" {
 			name = f.Name
 		}
-		names[name] = true
+		fields[name] = fieldInfo{index: i, omitEmpty: slices.Contains(strings.Split(opts, ","), "omitempty")}
 	}
-	return names
+	return fields
+}
+
+// isEmptyValue is encoding/json's omitempty rule.
+func isEmptyValue(v reflect.Value) bool {
+	switch v.Kind() {
+	case reflect.Array, reflect.Map, reflect.Slice, reflect.String:
+		return v.Len() == 0
+	case reflect.Bool:
+		return !v.Bool()
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
+		return v.Int() == 0
+	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Uintptr:
+		return v.Uint() == 0
+	case reflect.Float32, reflect.Float64:
+		return v.Float() == 0
+	case reflect.Interface, reflect.Pointer:
+		return v.IsNil()
+	}
+	return false
 }
