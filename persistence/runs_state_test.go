@@ -1,0 +1,209 @@
+package persistence_test
+
+import (
+	"context"
+	"errors"
+	"io"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/uptrace/bun"
+
+	"github.com/saveaction/runner/persistence"
+	"github.com/saveaction/runner/persistence/pgtest"
+)
+
+// seedRun writes a user, a recording and a queued run with n pending actions.
+func seedRun(t *testing.T, db *bun.DB, n int) *persistence.Run {
+	t.Helper()
+	ctx := context.Background()
+	u := &persistence.User{Email: uuid.NewString() + "@example.com"}
+	if _, err := db.NewInsert().Model(u).Returning("*").Exec(ctx); err != nil {
+		t.Fatal(err)
+	}
+	rec := &persistence.Recording{UserID: u.ID, OriginalID: "rec_1", Name: "r", URL: "http://x/", Data: []byte(`{}`), Tags: []string{}, Variables: []string{}}
+	if _, err := db.NewInsert().Model(rec).Returning("*").Exec(ctx); err != nil {
+		t.Fatal(err)
+	}
+	run := &persistence.Run{UserID: u.ID, RecordingID: rec.ID, RecordingName: "r", RecordingURL: "http://x/",
+		Status: persistence.StatusQueued, Browser: "chromium", Options: []byte(`{}`), Variables: map[string]string{},
+		ScreenshotPaths: []string{}, TriggeredBy: "api", Timeout: 30000, ScreenshotMode: "on-failure", TimingMode: "instant", SpeedMultiplier: 1}
+	if _, err := db.NewInsert().Model(run).Returning("*").Exec(ctx); err != nil {
+		t.Fatal(err)
+	}
+	refs := make([]persistence.ActionRef, n)
+	for i := range refs {
+		refs[i] = persistence.ActionRef{ID: "act_00" + string(rune('1'+i)), Type: "click"}
+	}
+	if err := (&persistence.Runs{DB: db}).EnsureActions(ctx, run.ID, 0, refs); err != nil {
+		t.Fatal(err)
+	}
+	return run
+}
+
+func actionStatuses(t *testing.T, db *bun.DB, id uuid.UUID) []string {
+	t.Helper()
+	var rows []persistence.RunAction
+	if err := db.NewSelect().Model(&rows).Where("run_id = ?", id).Order("action_index").Scan(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	out := make([]string, len(rows))
+	for i, r := range rows {
+		out[i] = r.Status
+	}
+	return out
+}
+
+func TestRunTransitionsAreCompareAndSet(t *testing.T) {
+	t.Parallel()
+	db, _ := pgtest.New(t)
+	ctx := context.Background()
+	runs := &persistence.Runs{DB: db}
+	run := seedRun(t, db, 3)
+	owner := persistence.Owner{Worker: "w1", ActorAddress: "nonhost", ActorID: "a1"}
+
+	started, err := runs.StartAttempt(ctx, run.ID, persistence.StatusQueued, 0, owner, time.Now().Add(30*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if started.Status != persistence.StatusRunning || started.Attempt != 1 || started.WorkerNode != "w1" {
+		t.Fatalf("started = %s attempt %d on %q", started.Status, started.Attempt, started.WorkerNode)
+	}
+	// A second coordinator that read the same queued row loses the race.
+	if _, err := runs.StartAttempt(ctx, run.ID, persistence.StatusQueued, 0, owner, time.Now()); !errors.Is(err, persistence.ErrStale) {
+		t.Fatalf("second start: %v, want ErrStale", err)
+	}
+	ok := &persistence.RunAction{ActionIndex: 0, ActionID: "act_001", ActionType: "click", Status: persistence.ActionSuccess}
+	if err := runs.SaveAction(ctx, run.ID, 1, ok); err != nil {
+		t.Fatal(err)
+	}
+	// A stale attempt cannot write rows.
+	if err := runs.SaveAction(ctx, run.ID, 2, ok); !errors.Is(err, persistence.ErrStale) {
+		t.Fatalf("save with a wrong attempt: %v, want ErrStale", err)
+	}
+
+	// Reclaim: another worker takes over attempt 1 as attempt 2; rows go back to pending.
+	owner2 := persistence.Owner{Worker: "w2", ActorAddress: "nonhost", ActorID: "a2"}
+	second, err := runs.StartAttempt(ctx, run.ID, persistence.StatusRunning, 1, owner2, time.Now().Add(30*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if second.Attempt != 2 {
+		t.Fatalf("reclaimed attempt = %d, want 2", second.Attempt)
+	}
+	if got := actionStatuses(t, db, run.ID); len(got) != 3 || got[0] != persistence.ActionPending {
+		t.Fatalf("actions after reclaim = %v, want 3 pending", got)
+	}
+	// The first owner can no longer renew, write or finish.
+	if _, err := runs.RenewLease(ctx, run.ID, 1, time.Now()); !errors.Is(err, persistence.ErrStale) {
+		t.Fatalf("renew by the old owner: %v, want ErrStale", err)
+	}
+	if err := runs.Finish(ctx, run.ID, 1, persistence.Outcome{Status: persistence.StatusPassed, CompletedAt: time.Now()}); !errors.Is(err, persistence.ErrStale) {
+		t.Fatalf("finish by the old owner: %v, want ErrStale", err)
+	}
+	for i := 0; i < 3; i++ {
+		a := &persistence.RunAction{ActionIndex: i, Status: persistence.ActionSuccess}
+		if err := runs.SaveAction(ctx, run.ID, 2, a); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := runs.Finish(ctx, run.ID, 2, persistence.Outcome{Status: persistence.StatusPassed, ActionsTotal: 3, ActionsExecuted: 3, CompletedAt: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	// A finished run never changes again.
+	if err := runs.Finish(ctx, run.ID, 2, persistence.Outcome{Status: persistence.StatusFailed, CompletedAt: time.Now()}); !errors.Is(err, persistence.ErrStale) {
+		t.Fatalf("second finish: %v, want ErrStale", err)
+	}
+	if err := runs.Requeue(ctx, run.ID, 2); !errors.Is(err, persistence.ErrStale) {
+		t.Fatalf("requeue of a finished run: %v, want ErrStale", err)
+	}
+	final, err := runs.Get(ctx, run.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if final.Status != persistence.StatusPassed || final.Attempt != 2 || final.WorkerNode != "w2" || final.LeaseExpiresAt != nil {
+		t.Fatalf("final = %s attempt %d on %q lease %v", final.Status, final.Attempt, final.WorkerNode, final.LeaseExpiresAt)
+	}
+	var n int
+	if err := db.NewSelect().Model((*persistence.RunAction)(nil)).Where("run_id = ?", run.ID).ColumnExpr("count(*)").Scan(ctx, &n); err != nil {
+		t.Fatal(err)
+	}
+	if n != 3 {
+		t.Fatalf("%d action rows after two attempts, want 3", n)
+	}
+}
+
+func TestLeaseRenewalSeesCancelAndRequeueHandsBack(t *testing.T) {
+	t.Parallel()
+	db, _ := pgtest.New(t)
+	ctx := context.Background()
+	runs := &persistence.Runs{DB: db}
+	run := seedRun(t, db, 2)
+	if _, err := runs.StartAttempt(ctx, run.ID, persistence.StatusQueued, 0, persistence.Owner{Worker: "w"}, time.Now().Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	lease, err := runs.RenewLease(ctx, run.ID, 1, time.Now().Add(time.Minute))
+	if err != nil || lease.CancelRequested {
+		t.Fatalf("renew = %+v, %v; want no cancel", lease, err)
+	}
+	if _, err := db.NewUpdate().Model((*persistence.Run)(nil)).Set("cancel_requested_at = now()").Where("id = ?", run.ID).Exec(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if lease, err = runs.RenewLease(ctx, run.ID, 1, time.Now().Add(time.Minute)); err != nil || !lease.CancelRequested {
+		t.Fatalf("renew after cancel request = %+v, %v; want CancelRequested", lease, err)
+	}
+	if err := runs.Cancel(ctx, run.ID, persistence.StatusRunning, 1); err != nil {
+		t.Fatal(err)
+	}
+	got, _ := runs.Get(ctx, run.ID)
+	if got.Status != persistence.StatusCancelled || got.ActionsSkipped != 2 {
+		t.Fatalf("cancelled run = %s, %d skipped", got.Status, got.ActionsSkipped)
+	}
+
+	other := seedRun(t, db, 1)
+	if _, err := runs.StartAttempt(ctx, other.ID, persistence.StatusQueued, 0, persistence.Owner{Worker: "w"}, time.Now().Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	if err := runs.Requeue(ctx, other.ID, 1); err != nil {
+		t.Fatal(err)
+	}
+	back, _ := runs.Get(ctx, other.ID)
+	if back.Status != persistence.StatusQueued || back.Attempt != 1 || back.WorkerNode != "" {
+		t.Fatalf("handed-back run = %s attempt %d on %q", back.Status, back.Attempt, back.WorkerNode)
+	}
+	// The next worker starts it as attempt 2.
+	if r, err := runs.StartAttempt(ctx, other.ID, persistence.StatusQueued, 1, persistence.Owner{Worker: "w2"}, time.Now().Add(time.Minute)); err != nil || r.Attempt != 2 {
+		t.Fatalf("restart after hand-back: %v attempt %v", err, r)
+	}
+	// Cancel is refused for a queued run that a cancel request already reached.
+	third := seedRun(t, db, 1)
+	if _, err := db.NewUpdate().Model((*persistence.Run)(nil)).Set("cancel_requested_at = now()").Where("id = ?", third.ID).Exec(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := runs.StartAttempt(ctx, third.ID, persistence.StatusQueued, 0, persistence.Owner{Worker: "w"}, time.Now()); !errors.Is(err, persistence.ErrStale) {
+		t.Fatalf("start of a run with a cancel request: %v, want ErrStale", err)
+	}
+	if err := runs.CancelQueued(ctx, third.ID); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestMigrateDownAndUpAgain(t *testing.T) {
+	t.Parallel()
+	db, _ := pgtest.New(t)
+	ctx := context.Background()
+	if err := persistence.MigrateDown(ctx, db, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	var n int
+	if err := db.NewRaw("SELECT count(*) FROM information_schema.tables WHERE table_name = 'runs'").Scan(ctx, &n); err != nil || n != 0 {
+		t.Fatalf("runs table after down: %d, %v", n, err)
+	}
+	if err := persistence.MigrateUp(ctx, db, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.NewRaw("SELECT count(*) FROM information_schema.tables WHERE table_name = 'runs'").Scan(ctx, &n); err != nil || n != 1 {
+		t.Fatalf("runs table after up: %d, %v", n, err)
+	}
+}

@@ -1,0 +1,119 @@
+package queue_test
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/saveaction/runner/queue"
+)
+
+// newQueue returns a queue under a key prefix of its own, removed afterwards.
+func newQueue(t *testing.T) (*queue.Queue, *redis.Client) {
+	t.Helper()
+	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:6379"})
+	b := make([]byte, 4)
+	_, _ = rand.Read(b)
+	prefix := "test:queue:" + hex.EncodeToString(b) + ":"
+	q := queue.New(rdb, prefix)
+	t.Cleanup(func() {
+		rdb.Del(context.Background(), q.Stream(), q.DeadStream())
+		_ = rdb.Close()
+	})
+	if err := q.EnsureGroup(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	return q, rdb
+}
+
+func TestEnqueuePullAck(t *testing.T) {
+	t.Parallel()
+	q, rdb := newQueue(t)
+	ctx := context.Background()
+	id := uuid.New()
+	entryID, err := q.Enqueue(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := q.Pull(ctx, "c1", 5, 100*time.Millisecond)
+	if err != nil || len(got) != 1 || got[0].RunID != id || got[0].ID != entryID {
+		t.Fatalf("pull = %+v, %v", got, err)
+	}
+	// Delivered once only: a second consumer sees nothing new.
+	if again, _ := q.Pull(ctx, "c2", 5, 50*time.Millisecond); len(again) != 0 {
+		t.Fatalf("entry delivered twice: %+v", again)
+	}
+	if ok, err := q.Contains(ctx, entryID); err != nil || !ok {
+		t.Fatalf("contains before ack = %v, %v", ok, err)
+	}
+	if err := q.Ack(ctx, entryID); err != nil {
+		t.Fatal(err)
+	}
+	if n := rdb.XLen(ctx, q.Stream()).Val(); n != 0 {
+		t.Fatalf("stream length after ack = %d", n)
+	}
+}
+
+func TestIdleEntryIsReclaimedRenewedOneIsNot(t *testing.T) {
+	t.Parallel()
+	q, _ := newQueue(t)
+	ctx := context.Background()
+	idle, live := uuid.New(), uuid.New()
+	if _, err := q.Enqueue(ctx, idle); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := q.Enqueue(ctx, live); err != nil {
+		t.Fatal(err)
+	}
+	got, err := q.Pull(ctx, "dead-worker", 2, 100*time.Millisecond)
+	if err != nil || len(got) != 2 {
+		t.Fatalf("pull = %+v, %v", got, err)
+	}
+	lease := 300 * time.Millisecond
+	deadline := time.Now().Add(5 * time.Second)
+	var claimed []queue.Entry
+	for len(claimed) == 0 && time.Now().Before(deadline) {
+		// The live owner keeps renewing its entry; the other one goes idle.
+		if ok, err := q.Renew(ctx, "dead-worker", got[1].ID); err != nil || !ok {
+			t.Fatalf("renew = %v, %v", ok, err)
+		}
+		claimed, err = q.Reclaim(ctx, "rescuer", lease, 10)
+		if err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if len(claimed) != 1 || claimed[0].RunID != idle {
+		t.Fatalf("reclaimed %+v, want only the idle run %s", claimed, idle)
+	}
+	if err := q.DeadLetter(ctx, claimed[0], "worker lost"); err != nil {
+		t.Fatal(err)
+	}
+	st, err := q.Stats(ctx)
+	if err != nil || st.Depth != 1 || st.Pending != 1 {
+		t.Fatalf("stats = %+v, %v; want depth 1, pending 1", st, err)
+	}
+}
+
+func TestPullRecoversFromLostStream(t *testing.T) {
+	t.Parallel()
+	q, rdb := newQueue(t)
+	ctx := context.Background()
+	rdb.Del(ctx, q.Stream()) // as after a Redis restart without persistence
+	if got, err := q.Pull(ctx, "c", 1, 50*time.Millisecond); err != nil || len(got) != 0 {
+		t.Fatalf("pull on a lost stream = %+v, %v", got, err)
+	}
+	id := uuid.New()
+	if _, err := q.Enqueue(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	got, err := q.Pull(ctx, "c", 1, 100*time.Millisecond)
+	if err != nil || len(got) != 1 || got[0].RunID != id {
+		t.Fatalf("pull after recovery = %+v, %v", got, err)
+	}
+}
