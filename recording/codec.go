@@ -184,8 +184,13 @@ func (p *Position) UnmarshalJSON(data []byte) error {
 // decodeObject decodes the JSON object data into dst, a pointer to a
 // method-less struct, and returns the keys of data that encoding dst would
 // not write back, compacted: keys no field is tagged with, and keys whose
-// value an omitempty field drops (`false`, `""`, `[]`, null). Only keys
-// equal to a field's JSON name reach that field.
+// value an omitempty field drops (`false`, `""`, `[]`, null).
+//
+// Each field is decoded from its own key's value. Decoding data into dst in
+// one go would differ in two ways that matter: encoding/json matches keys
+// case-insensitively (`ID` would fill the field tagged "id"), and with a key
+// given twice it decodes both values, failing on a first value that the
+// second (the one that counts, as in JavaScript) replaces.
 func decodeObject(data []byte, dst any) (map[string]json.RawMessage, error) {
 	var raw map[string]json.RawMessage
 	if err := json.Unmarshal(data, &raw); err != nil {
@@ -193,33 +198,21 @@ func decodeObject(data []byte, dst any) (map[string]json.RawMessage, error) {
 	}
 	v := reflect.ValueOf(dst).Elem()
 	fields := fieldsOf(v.Type())
-	src := data
-	if mayFoldOntoField(raw, fields) {
-		// encoding/json would match `ID` to the field tagged "id"; decode
-		// from the exact keys only.
-		modelled := make(map[string]json.RawMessage, len(raw))
-		for k, val := range raw {
-			if _, ok := fields[k]; ok {
-				modelled[k] = val
-			}
-		}
-		b, err := json.Marshal(modelled)
-		if err != nil {
-			return nil, err
-		}
-		src = b
-	}
-	if err := json.Unmarshal(src, dst); err != nil {
-		return nil, err
-	}
 	var extra map[string]json.RawMessage
 	for k, val := range raw {
-		if f, ok := fields[k]; ok && !(f.omitEmpty && isEmptyValue(v.Field(f.index))) {
-			continue
+		f, ok := fields[k]
+		if ok {
+			fv := v.Field(f.index)
+			if err := json.Unmarshal(val, fv.Addr().Interface()); err != nil {
+				return nil, fmt.Errorf("%s: %w", k, err)
+			}
+			if !f.omitEmpty || !isEmptyValue(fv) {
+				continue
+			}
 		}
 		c, err := compactRaw(val)
 		if err != nil {
-			return nil, fmt.Errorf("key %q: %w", k, err)
+			return nil, fmt.Errorf("%s: %w", k, err)
 		}
 		if extra == nil {
 			extra = make(map[string]json.RawMessage)
@@ -227,28 +220,6 @@ func decodeObject(data []byte, dst any) (map[string]json.RawMessage, error) {
 		extra[k] = c
 	}
 	return extra, nil
-}
-
-// mayFoldOntoField reports whether a key of raw that is not a field's JSON
-// name could still be matched to a field by encoding/json's case folding.
-// Non-ASCII keys are assumed to (Unicode folds `K` onto `k`).
-func mayFoldOntoField(raw map[string]json.RawMessage, fields map[string]fieldInfo) bool {
-	for k := range raw {
-		if _, ok := fields[k]; ok {
-			continue
-		}
-		for i := 0; i < len(k); i++ {
-			if k[i] >= 0x80 {
-				return true
-			}
-		}
-		for name := range fields {
-			if strings.EqualFold(k, name) {
-				return true
-			}
-		}
-	}
-	return false
 }
 
 // encodeObject encodes v, a pointer to a method-less struct, adding the

@@ -321,6 +321,9 @@ func TestParseProblems(t *testing.T) {
 				"actions[0].completedAt: must be a number", "actions[0].isOptional: must be a boolean", "actions[0].coordinates.y: required"}},
 		{"selectors entry value types", withActions(`{"id":"a","type":"click","timestamp":1,"url":"","selectors":[{"strategy":"id","value":true},"x",{"strategy":"position","value":{"parent":"ul","index":1}},{"strategy":"css","value":7}]}`),
 			[]string{"actions[0].selectors[0].value: must be a string, number or object", "actions[0].selectors[1]: must be an object"}},
+		{"duplicate keys: the last one counts", withActions(`{"id":"a","type":"x","timestamp":"0","timestamp":0,"url":""}`), nil},
+		{"duplicate keys: the last one is checked", withActions(`{"id":"a","type":"x","timestamp":0,"timestamp":"0","url":""}`),
+			[]string{"actions[0].timestamp: must be a number"}},
 		{"nulls are absent", withActions(`{"id":"a","type":"click","timestamp":1,"url":"","selector":{"id":"b","css":null},"completedAt":null,"button":null}`), nil},
 	}
 	for _, tt := range tests {
