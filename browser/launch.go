@@ -1,0 +1,275 @@
+// Package browser replays SaveAction recordings in Chromium through Rod:
+// launching and closing browsers, locating elements, performing actions,
+// screenshots and video. It knows nothing of runs in a database.
+package browser
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/go-rod/rod"
+	"github.com/go-rod/rod/lib/cdp"
+	"github.com/go-rod/rod/lib/launcher"
+	"github.com/go-rod/rod/lib/launcher/flags"
+	"github.com/go-rod/rod/lib/proto"
+)
+
+// ErrNoChrome is returned by FindChrome when no Chromium binary is found.
+var ErrNoChrome = errors.New("no Chromium found: set CHROME_BIN or put chromium, chromium-browser or google-chrome on PATH")
+
+// chromeNames are the binaries looked up on PATH, in order.
+var chromeNames = []string{"chromium", "chromium-browser", "google-chrome", "google-chrome-stable"}
+
+// launchTimeout bounds starting Chromium and connecting to it when the
+// caller's context has no earlier deadline.
+const launchTimeout = 30 * time.Second
+
+// FindChrome returns the Chromium binary to use: CHROME_BIN when set, else
+// the first of chromium, chromium-browser, google-chrome on PATH. It never
+// downloads a browser.
+func FindChrome() (string, error) {
+	if bin := os.Getenv("CHROME_BIN"); bin != "" {
+		p, err := exec.LookPath(bin)
+		if err != nil {
+			return "", fmt.Errorf("CHROME_BIN %q: %w", bin, err)
+		}
+		return p, nil
+	}
+	for _, name := range chromeNames {
+		if p, err := exec.LookPath(name); err == nil {
+			return p, nil
+		}
+	}
+	return "", ErrNoChrome
+}
+
+// LaunchOptions configure Launch.
+type LaunchOptions struct {
+	// Bin is the Chromium binary; "" means FindChrome.
+	Bin string
+	// Headless runs without a window (the new headless mode).
+	Headless bool
+	// UserDataDir is the profile folder; "" means a fresh temporary folder
+	// that Close removes.
+	UserDataDir string
+	// ExtraFlags are added to the command line, each as "--name" or
+	// "--name=value".
+	ExtraFlags []string
+}
+
+// Browser is a running Chromium process and its DevTools connection. It is
+// safe for concurrent use: each Replay uses its own browser context.
+type Browser struct {
+	rod     *rod.Browser
+	cancel  context.CancelFunc // ends the connection's event loop
+	pid     int
+	tempDir string // removed on Close; "" when the caller owns the profile
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// Launch starts Chromium in its own process group (guarded by leakless where
+// it works, so the browser dies with this process) and connects to it.
+func Launch(ctx context.Context, o LaunchOptions) (*Browser, error) {
+	bin := o.Bin
+	if bin == "" {
+		var err error
+		if bin, err = FindChrome(); err != nil {
+			return nil, err
+		}
+	}
+	if _, hasDeadline := ctx.Deadline(); !hasDeadline {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, launchTimeout)
+		defer cancel()
+	}
+
+	dir, tempDir := o.UserDataDir, ""
+	if dir == "" {
+		d, err := os.MkdirTemp("", "saveaction-chromium-")
+		if err != nil {
+			return nil, fmt.Errorf("launch chromium: create profile folder: %w", err)
+		}
+		dir, tempDir = d, d
+	}
+
+	u, pid, err := startChrome(ctx, bin, dir, o, true)
+	if err != nil && ctx.Err() == nil {
+		// leakless needs to write and run a helper binary; some sandboxes
+		// forbid that, so try once more without it.
+		u, pid, err = startChrome(ctx, bin, dir, o, false)
+	}
+	if err != nil {
+		if tempDir != "" {
+			_ = os.RemoveAll(tempDir)
+		}
+		return nil, fmt.Errorf("launch chromium %s: %w", bin, err)
+	}
+
+	b := &Browser{pid: pid, tempDir: tempDir}
+	client, err := cdp.StartWithURL(ctx, u, nil)
+	if err != nil {
+		b.kill()
+		b.removeProfile()
+		return nil, fmt.Errorf("connect to chromium at %s: %w", u, err)
+	}
+	life, cancel := context.WithCancel(context.Background())
+	b.cancel = cancel
+	// The rod browser's context lives as long as the connection (it feeds
+	// the event loop), so Connect itself is bounded here by ctx.
+	b.rod = rod.New().Client(client).Context(life)
+	done := make(chan error, 1)
+	go func() { done <- b.rod.Connect() }()
+	select {
+	case err = <-done:
+	case <-ctx.Done():
+		err = ctx.Err()
+	}
+	if err != nil {
+		_ = b.Close()
+		<-done // Close cancelled the connection's context, so Connect returns
+		return nil, fmt.Errorf("connect to chromium at %s: %w", u, err)
+	}
+	return b, nil
+}
+
+func startChrome(ctx context.Context, bin, dir string, o LaunchOptions, leakless bool) (string, int, error) {
+	l := launcher.New().Context(ctx).Bin(bin).Leakless(leakless).UserDataDir(dir).
+		NoSandbox(true).
+		Set("disable-gpu").
+		Set("disable-quic").
+		Set("disable-component-update").
+		Set("disable-sync").
+		Set("disable-background-networking").
+		Set("no-first-run").
+		Set("no-default-browser-check").
+		Set("ignore-certificate-errors").
+		Set("mute-audio").
+		Set("password-store", "basic")
+	if o.Headless {
+		l = l.HeadlessNew(true)
+	} else {
+		l = l.Headless(false)
+	}
+	for _, f := range o.ExtraFlags {
+		name, value, hasValue := strings.Cut(strings.TrimLeft(f, "-"), "=")
+		if hasValue {
+			l = l.Set(flags.Flag(name), value)
+		} else {
+			l = l.Set(flags.Flag(name))
+		}
+	}
+	u, err := l.Launch()
+	if err != nil {
+		if pid := l.PID(); pid > 0 {
+			killTree(pid)
+		}
+		return "", 0, err
+	}
+	return u, l.PID(), nil
+}
+
+// PID is the Chromium browser process id.
+func (b *Browser) PID() int { return b.pid }
+
+// Close kills the browser's process group at once (no graceful shutdown:
+// the profile is throw-away) and removes a temporary profile. It is safe
+// to call more than once.
+func (b *Browser) Close() error {
+	b.closeOnce.Do(func() {
+		if b.cancel != nil {
+			b.cancel()
+		}
+		b.kill()
+		b.closeErr = b.removeProfile()
+	})
+	return b.closeErr
+}
+
+func (b *Browser) kill() {
+	if b.pid > 0 {
+		killTree(b.pid)
+		waitGone(b.pid, 2*time.Second)
+	}
+}
+
+func (b *Browser) removeProfile() error {
+	if b.tempDir == "" {
+		return nil
+	}
+	if err := os.RemoveAll(b.tempDir); err != nil {
+		return fmt.Errorf("remove chromium profile %s: %w", b.tempDir, err)
+	}
+	return nil
+}
+
+// Alive reports whether the browser process is still running.
+func (b *Browser) Alive() bool { return processAlive(b.pid) }
+
+// killTree kills the process group pid belongs to (Chromium and its
+// helpers, and the leakless guard when there is one) and pid itself.
+func killTree(pid int) {
+	if pgid, err := syscall.Getpgid(pid); err == nil && pgid > 1 && pgid != syscall.Getpgrp() {
+		_ = syscall.Kill(-pgid, syscall.SIGKILL)
+	}
+	_ = syscall.Kill(pid, syscall.SIGKILL)
+}
+
+// processAlive reports whether pid exists and is not a zombie.
+func processAlive(pid int) bool {
+	if pid <= 0 || syscall.Kill(pid, 0) != nil {
+		return false
+	}
+	stat, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return true // no procfs: trust kill(0)
+	}
+	// The state follows the parenthesised command name.
+	s := string(stat)
+	if i := strings.LastIndexByte(s, ')'); i >= 0 && i+2 < len(s) {
+		return s[i+2] != 'Z' && s[i+2] != 'X'
+	}
+	return true
+}
+
+// waitGone polls until pid has exited (its parent reaps it) or max passes,
+// so that the profile folder is no longer in use when it is removed.
+func waitGone(pid int, max time.Duration) {
+	deadline := time.Now().Add(max)
+	for processAlive(pid) && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// target returns a DevTools client for the browser target bound to ctx.
+func (b *Browser) target(ctx context.Context) cdpClient {
+	return cdpClient{ctx: ctx, b: b.rod}
+}
+
+// cdpClient sends DevTools calls to one session (or to the browser when
+// sid is empty) with one context, so that every call has a deadline.
+type cdpClient struct {
+	ctx context.Context
+	b   *rod.Browser
+	sid proto.TargetSessionID
+}
+
+// Call implements proto.Client.
+func (c cdpClient) Call(ctx context.Context, sessionID, method string, params any) ([]byte, error) {
+	return c.b.Call(ctx, sessionID, method, params)
+}
+
+// GetSessionID implements proto.Sessionable.
+func (c cdpClient) GetSessionID() proto.TargetSessionID { return c.sid }
+
+// GetContext implements proto.Contextable.
+func (c cdpClient) GetContext() context.Context { return c.ctx }

@@ -1,0 +1,308 @@
+package browser
+
+import (
+	"context"
+	_ "embed"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/saveaction/runner/recording"
+)
+
+//go:embed locator.js
+var locatorJS string
+
+// strategy is one way of finding an element, in the form locator.js takes.
+type strategy struct {
+	Kind    string          `json:"kind"`
+	Value   any             `json:"value"`
+	Label   string          `json:"label"`
+	Exact   bool            `json:"exact,omitempty"`
+	Context json.RawMessage `json:"context,omitempty"`
+}
+
+// target is what an action acts on: the strategies to try in order and the
+// text filter of a legacy textContains.
+type target struct {
+	Strategies []strategy `json:"strategies"`
+	TextFilter string     `json:"textFilter,omitempty"`
+}
+
+func (t target) empty() bool { return len(t.Strategies) == 0 }
+
+// describe names the target for error messages.
+func (t target) describe() string {
+	parts := make([]string, 0, len(t.Strategies))
+	for _, s := range t.Strategies {
+		v, _ := json.Marshal(s.Value)
+		parts = append(parts, s.Label+"="+string(v))
+	}
+	return strings.Join(parts, ", ")
+}
+
+// legacyKinds maps legacy selector keys to locator kinds.
+var legacyKinds = map[string]string{
+	"id": "id", "dataTestId": "testid", "ariaLabel": "aria", "name": "name", "css": "css",
+	"xpath": "xpath", "xpathAbsolute": "xpath", "text": "text", "textContains": "textContains",
+	"position": "position",
+}
+
+// arrayKinds maps `selectors` array strategies to locator kinds.
+var arrayKinds = map[string]string{
+	"data-testid": "testid", "id": "id", "aria-label": "aria", "name": "name",
+	"href-pattern": "href", "src-pattern": "src", "text-content": "textContent",
+	"css-semantic": "semantic", "css": "css", "xpath": "xpath", "position": "position",
+	// Spellings seen in exports besides the documented ones.
+	"dataTestId": "testid", "testid": "testid", "ariaLabel": "aria", "text": "textContent",
+	"xpath-absolute": "xpath",
+}
+
+// exactConfidence is the confidence from which a strategy must match one
+// element only.
+const exactConfidence = 80
+
+// targetOf builds the target of an action: the selectors array first (by
+// priority, lower first), then the legacy selector in its priority order.
+func targetOf(a *recording.Action) target {
+	var t target
+	t.Strategies = append(t.Strategies, arrayStrategies(a.Selectors)...)
+	if a.Selector != nil {
+		legacy, filter := legacyStrategies(a.Selector)
+		t.Strategies = append(t.Strategies, legacy...)
+		t.TextFilter = filter
+	}
+	return t
+}
+
+func arrayStrategies(entries []recording.SelectorEntry) []strategy {
+	idx := make([]int, len(entries))
+	for i := range idx {
+		idx[i] = i
+	}
+	sort.SliceStable(idx, func(x, y int) bool { return entries[idx[x]].Priority < entries[idx[y]].Priority })
+	var out []strategy
+	for _, i := range idx {
+		e := entries[i]
+		kind, ok := arrayKinds[e.Strategy]
+		if !ok {
+			continue
+		}
+		var v any
+		if len(e.Value) == 0 || json.Unmarshal(e.Value, &v) != nil || v == nil || v == "" {
+			continue
+		}
+		if kind != "position" {
+			if _, isString := v.(string); !isString {
+				continue
+			}
+		}
+		s := strategy{Kind: kind, Value: v, Label: "selectors[" + strconv.Itoa(i) + "]:" + e.Strategy,
+			Exact: e.Confidence >= exactConfidence}
+		if kind == "textContent" && len(e.Context) > 0 && string(e.Context) != "null" {
+			s.Context = e.Context
+		}
+		out = append(out, s)
+	}
+	return out
+}
+
+func legacyStrategies(sel *recording.Selector) ([]strategy, string) {
+	order := sel.Priority
+	if len(order) == 0 {
+		order = recording.DefaultPriority
+	}
+	seen := map[string]bool{}
+	var out []strategy
+	for _, key := range order {
+		if seen[key] {
+			continue
+		}
+		seen[key] = true
+		kind, ok := legacyKinds[key]
+		if !ok {
+			continue
+		}
+		var v any
+		switch key {
+		case "id":
+			v = sel.ID
+		case "dataTestId":
+			v = sel.DataTestID
+		case "ariaLabel":
+			v = sel.AriaLabel
+		case "name":
+			v = sel.Name
+		case "css":
+			v = sel.CSS
+		case "xpath":
+			v = sel.XPath
+		case "xpathAbsolute":
+			v = sel.XPathAbsolute
+		case "text":
+			v = sel.Text
+		case "textContains":
+			v = sel.TextContains
+		case "position":
+			if sel.Position != nil && sel.Position.Parent != "" {
+				v = sel.Position
+			}
+		}
+		if v == nil || v == "" {
+			continue
+		}
+		out = append(out, strategy{Kind: kind, Value: v, Label: key})
+	}
+	return out, sel.TextContains
+}
+
+// targetFromJSON reads a selector given as raw JSON: a legacy selector
+// object, a selectors array, or a CSS string.
+func targetFromJSON(raw json.RawMessage) (target, bool) {
+	trimmed := strings.TrimSpace(string(raw))
+	switch {
+	case trimmed == "" || trimmed == "null":
+		return target{}, false
+	case strings.HasPrefix(trimmed, "["):
+		var entries []recording.SelectorEntry
+		if json.Unmarshal(raw, &entries) != nil {
+			return target{}, false
+		}
+		return target{Strategies: arrayStrategies(entries)}, true
+	case strings.HasPrefix(trimmed, "{"):
+		var sel recording.Selector
+		if json.Unmarshal(raw, &sel) != nil {
+			return target{}, false
+		}
+		// A wrapper such as {"selector": {...}} or {"selectors": [...]}.
+		var wrap struct {
+			Selector  *recording.Selector       `json:"selector"`
+			Selectors []recording.SelectorEntry `json:"selectors"`
+		}
+		_ = json.Unmarshal(raw, &wrap)
+		var t target
+		t.Strategies = arrayStrategies(wrap.Selectors)
+		if wrap.Selector != nil {
+			s, f := legacyStrategies(wrap.Selector)
+			t.Strategies, t.TextFilter = append(t.Strategies, s...), f
+		}
+		s, f := legacyStrategies(&sel)
+		t.Strategies = append(t.Strategies, s...)
+		if t.TextFilter == "" {
+			t.TextFilter = f
+		}
+		return t, !t.empty()
+	default:
+		var css string
+		if json.Unmarshal(raw, &css) != nil || css == "" {
+			return target{}, false
+		}
+		return cssTarget(css), true
+	}
+}
+
+func cssTarget(css string) target {
+	return target{Strategies: []strategy{{Kind: "css", Value: css, Label: "css"}}}
+}
+
+// Locate modes of locator.js.
+const (
+	modeLocate = "locate" // find only
+	modeReady  = "ready"  // visible, enabled, stable, scrolled into view
+	modePoint  = "point"  // ready and a point that hits the element
+)
+
+// located is what locator.js reports.
+type located struct {
+	State   string   `json:"state"` // ok, notfound, notready
+	Reason  string   `json:"reason"`
+	Tried   []string `json:"tried"`
+	Used    string   `json:"used"`
+	Count   int      `json:"count"`
+	Tag     string   `json:"tag"`
+	Desc    string   `json:"desc"`
+	Visible bool     `json:"visible"`
+	X       float64  `json:"x"`
+	Y       float64  `json:"y"`
+}
+
+// errNotFound is wrapped by locate when no strategy matched in time.
+var errNotFound = errors.New("element not found")
+
+// notReadyError is returned when the element was found but never became
+// actionable in time; it is a timeout.
+type notReadyError struct {
+	reason, desc string
+}
+
+func (e *notReadyError) Error() string {
+	return fmt.Sprintf("timed out waiting for %s: %s", e.desc, e.reason)
+}
+
+type locateSpec struct {
+	target
+	Mode   string  `json:"mode"`
+	Offset *offset `json:"offset,omitempty"`
+	Reuse  string  `json:"reuse,omitempty"`
+}
+
+type offset struct {
+	X float64 `json:"x"`
+	Y float64 `json:"y"`
+}
+
+// pollBackoff is the pause between location attempts: short at first, for
+// elements that appear right after the previous action, then steady.
+func pollBackoff(attempt int) time.Duration {
+	steps := []time.Duration{0, 10 * time.Millisecond, 20 * time.Millisecond, 50 * time.Millisecond, 100 * time.Millisecond}
+	if attempt < len(steps) {
+		return steps[attempt]
+	}
+	return 100 * time.Millisecond
+}
+
+// locate polls until t matches an element in the given mode or ctx ends.
+// The element is remembered in the page for the action's next calls.
+func (s *session) locate(ctx context.Context, t target, mode string, off *offset) (*located, error) {
+	if t.empty() {
+		return nil, errors.New("action has no usable selector")
+	}
+	spec := locateSpec{target: t, Mode: mode, Offset: off}
+	var last *located
+	var lastErr error
+	for attempt := 0; ; attempt++ {
+		if d := pollBackoff(attempt); d > 0 {
+			if err := s.pause(ctx, d); err != nil {
+				break
+			}
+		}
+		var res located
+		err := s.evalFunc(ctx, locatorJS, &res, spec)
+		if err == nil {
+			if res.State == "ok" {
+				return &res, nil
+			}
+			last, lastErr = &res, nil
+		} else if ctx.Err() != nil {
+			break
+		} else {
+			lastErr = err
+		}
+	}
+	if err := s.interrupted(ctx); err != nil {
+		return nil, err
+	}
+	switch {
+	case last != nil && last.State == "notready":
+		return last, &notReadyError{reason: last.Reason, desc: last.Desc}
+	case last != nil:
+		return nil, fmt.Errorf("%w: %s", errNotFound, t.describe())
+	case lastErr != nil:
+		return nil, fmt.Errorf("locate %s: %w", t.describe(), lastErr)
+	}
+	return nil, fmt.Errorf("%w: %s", errNotFound, t.describe())
+}

@@ -1,0 +1,172 @@
+// Evaluated as an expression that yields one function. It locates an
+// element by a list of strategies and optionally checks that it can be
+// acted on. It has no effect on the page beyond scrolling the element into
+// view when asked to (mode "point" or "ready") and remembering the element
+// under a private symbol for the action that follows.
+(async function (spec) {
+  const KEY = Symbol.for('saveaction.element');
+  const norm = (s) => String(s == null ? '' : s).replace(/\s+/g, ' ').trim();
+  const rawText = (el) => norm(el.textContent);
+  const cssAttr = (v) => '"' + String(v).replace(/\\/g, '\\\\').replace(/"/g, '\\"') + '"';
+  const all = (sel, root) => Array.from((root || document).querySelectorAll(sel));
+  const isVisible = (el) => {
+    if (!el.isConnected) return false;
+    const st = getComputedStyle(el);
+    if (st.visibility === 'hidden' || st.visibility === 'collapse' || st.display === 'none') return false;
+    if (el.checkVisibility && !el.checkVisibility()) return false;
+    const r = el.getBoundingClientRect();
+    return r.width > 0 && r.height > 0;
+  };
+  // Deepest elements whose text satisfies pred (an ancestor holding only
+  // that text would match too; the innermost is the one recorded).
+  const byText = (pred, candidates) => {
+    const els = (candidates || all('body *')).filter((el) => {
+      const t = el.tagName;
+      return t !== 'SCRIPT' && t !== 'STYLE' && t !== 'NOSCRIPT' && t !== 'TEMPLATE' && pred(rawText(el));
+    });
+    const hasInner = new Set();
+    for (const el of els) for (let p = el.parentElement; p && !hasInner.has(p); p = p.parentElement) hasInner.add(p);
+    return els.filter((el) => !hasInner.has(el));
+  };
+  const xpath = (expr) => {
+    const res = document.evaluate(expr, document, null, XPathResult.ORDERED_NODE_SNAPSHOT_TYPE, null);
+    const out = [];
+    for (let i = 0; i < res.snapshotLength; i++) {
+      const n = res.snapshotItem(i);
+      if (n.nodeType === 1) out.push(n);
+    }
+    return out;
+  };
+  const contextMatch = (el, ctx) => {
+    if (!ctx) return true;
+    let classes = [], tag = '';
+    if (Array.isArray(ctx)) classes = ctx;
+    else if (typeof ctx === 'object') {
+      if (ctx.classList || ctx.classes || ctx.className) classes = [].concat(ctx.classList || ctx.classes || String(ctx.className).split(/\s+/));
+      tag = ctx.tagName || ctx.tag || '';
+    } else {
+      const s = String(ctx).trim();
+      if (/^[a-zA-Z][a-zA-Z0-9-]*$/.test(s) && !s.includes('-')) tag = s;
+      else classes = s.split(/[\s.]+/);
+    }
+    classes = classes.map((c) => String(c).replace(/^\./, '')).filter(Boolean);
+    for (let n = el; n && n.nodeType === 1; n = n.parentElement) {
+      const tagOK = !tag || n.tagName.toLowerCase() === String(tag).toLowerCase();
+      const clsOK = classes.every((c) => n.classList.contains(c));
+      if (tagOK && clsOK) return true;
+    }
+    return false;
+  };
+  const position = (v) => {
+    if (!v || typeof v !== 'object' || !v.parent) return [];
+    const parent = document.querySelector(v.parent);
+    if (!parent) return [];
+    const child = parent.children[Number(v.index) || 0];
+    return child ? [child] : [];
+  };
+  const find = (s) => {
+    const v = s.value;
+    switch (s.kind) {
+      case 'id': return all('#' + CSS.escape(String(v).replace(/^#/, '')));
+      case 'testid': return all(['data-testid', 'data-test', 'data-cy'].map((a) => '[' + a + '=' + cssAttr(v) + ']').join(','));
+      case 'aria': return all('[aria-label=' + cssAttr(v) + ']');
+      case 'name': return all('[name=' + cssAttr(v) + ']');
+      case 'css': return all(String(v));
+      case 'xpath': return xpath(String(v));
+      case 'text': { const want = norm(v); return byText((t) => t === want); }
+      case 'textContains': { const want = norm(v).toLowerCase(); return byText((t) => t.toLowerCase().includes(want)); }
+      case 'textContent': {
+        const want = norm(v).toLowerCase();
+        const els = byText((t) => t.toLowerCase() === want);
+        return els.filter((el) => contextMatch(el, s.context));
+      }
+      case 'href': return all('a[href*=' + cssAttr(v) + ']');
+      case 'src': return all('img[src*=' + cssAttr(v) + ']');
+      case 'semantic': {
+        const m = /^(.*?):has-text\((['"])(.*)\2\)\s*$/.exec(String(v));
+        if (!m) return all(String(v));
+        const want = norm(m[3]).toLowerCase();
+        return all(m[1] || '*').filter((el) => rawText(el).toLowerCase().includes(want));
+      }
+      case 'position': return position(v);
+    }
+    return [];
+  };
+  const pick = (s, els) => {
+    if (spec.textFilter && els.length > 1) {
+      const want = norm(spec.textFilter).toLowerCase();
+      const f = els.filter((el) => rawText(el).toLowerCase().includes(want));
+      if (f.length) els = f;
+    }
+    if (els.length === 0) return null;
+    if (s.exact) return els.length === 1 ? els[0] : null;
+    return els.find(isVisible) || els[0];
+  };
+
+  let el = null, used = '', count = 0, tried = [];
+  if (spec.reuse) {
+    el = window[KEY];
+    if (!el || !el.isConnected) return { state: 'notfound', reason: 'element is no longer attached' };
+    used = spec.reuse;
+  } else {
+    for (const s of spec.strategies) {
+      let els;
+      try { els = find(s); } catch (e) { tried.push(s.label + ' (invalid: ' + (e && e.message || e) + ')'); continue; }
+      const got = pick(s, els);
+      if (got) { el = got; used = s.label; count = els.length; break; }
+      tried.push(els.length > 1 ? s.label + ' (' + els.length + ' matches)' : s.label);
+    }
+    if (!el) return { state: 'notfound', tried };
+    window[KEY] = el;
+  }
+  const describe = (n) => {
+    if (!n || n.nodeType !== 1) return String(n);
+    let d = n.tagName.toLowerCase();
+    if (n.id) d += '#' + n.id;
+    if (typeof n.className === 'string' && n.className.trim()) d += '.' + n.className.trim().split(/\s+/).join('.');
+    return d;
+  };
+  const out = { state: 'ok', used, count, tag: el.tagName.toLowerCase(), desc: describe(el) };
+  if (spec.mode === 'locate') { out.visible = isVisible(el); return out; }
+
+  if (!isVisible(el)) return Object.assign(out, { state: 'notready', reason: 'element is not visible' });
+  if (el.matches(':disabled')) return Object.assign(out, { state: 'notready', reason: 'element is disabled' });
+
+  const inView = (r) => r.top >= 0 && r.left >= 0 && r.bottom <= innerHeight && r.right <= innerWidth;
+  let r = el.getBoundingClientRect();
+  if (!inView(r)) {
+    el.scrollIntoView({ block: 'center', inline: 'center', behavior: 'instant' });
+    r = el.getBoundingClientRect();
+  }
+  // Stable: the same box in this task and in the next animation frame. A
+  // page with no frames (background, throttled) falls back to a timer.
+  await new Promise((res) => { requestAnimationFrame(() => res()); setTimeout(res, 50); });
+  const r2 = el.getBoundingClientRect();
+  if (r.x !== r2.x || r.y !== r2.y || r.width !== r2.width || r.height !== r2.height) {
+    return Object.assign(out, { state: 'notready', reason: 'element is not stable (moving)' });
+  }
+  if (spec.mode === 'ready') return out;
+
+  // Point to act at: the recorded offset inside the box, else the centre;
+  // if something else is on top there, try the centre; covered is not ready.
+  const hits = (x, y) => {
+    const h = document.elementFromPoint(x, y);
+    if (!h) return false;
+    if (h === el || el.contains(h)) return true;
+    if (h.tagName === 'LABEL' && h.control === el) return true;
+    // Elements in an open shadow root are retargeted to their host.
+    return h.shadowRoot ? h.shadowRoot.contains(el) : false;
+  };
+  const cx = r2.left + r2.width / 2, cy = r2.top + r2.height / 2;
+  const cands = [];
+  if (spec.offset && spec.offset.x >= 0 && spec.offset.y >= 0 && spec.offset.x < r2.width && spec.offset.y < r2.height) {
+    cands.push([r2.left + spec.offset.x, r2.top + spec.offset.y]);
+  }
+  cands.push([cx, cy]);
+  for (const [x, y] of cands) {
+    if (x < 0 || y < 0 || x >= innerWidth || y >= innerHeight) continue;
+    if (hits(x, y)) return Object.assign(out, { x, y });
+  }
+  const top = document.elementFromPoint(cx, cy);
+  return Object.assign(out, { state: 'notready', reason: 'element is covered by ' + describe(top) });
+})
