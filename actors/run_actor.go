@@ -202,6 +202,9 @@ func (a *runActor) claim(self *actor.PID) (*persistence.Run, bool) {
 		mine := run.WorkerNode == d.Worker && run.ActorID == self.Id
 		expired := run.LeaseExpiresAt == nil || run.LeaseExpiresAt.Before(time.Now())
 		if !mine && !expired {
+			if run.JobID != "" && run.JobID != a.entry.ID {
+				a.ack("duplicate entry of a live run")
+			}
 			log.Info("run is alive on another worker; leaving it", "owner", run.WorkerNode)
 			return nil, false
 		}
@@ -226,6 +229,11 @@ func (a *runActor) claim(self *actor.PID) (*persistence.Run, bool) {
 	owner := persistence.Owner{Worker: d.Worker, ActorAddress: self.Address, ActorID: self.Id}
 	started, err := d.Runs.StartAttempt(ctx, id, run.Status, run.Attempt, owner, time.Now().Add(d.Lease))
 	if errors.Is(err, persistence.ErrStale) {
+		// Someone else started it first (a duplicate entry), or it was
+		// cancelled meanwhile: drop our entry unless it is the run's own.
+		if now, gerr := d.Runs.Get(ctx, id); gerr == nil && (persistence.IsTerminal(now.Status) || now.JobID != a.entry.ID) {
+			a.ack("lost the race to start")
+		}
 		log.Info("run changed before it could start; leaving it")
 		return nil, false
 	}

@@ -155,6 +155,10 @@ func (n *devNode) stop() {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	_ = persistence.DropDatabase(ctx, n.dsn)
+	n.dropRedisKeys(ctx)
+}
+
+func (n *devNode) dropRedisKeys(ctx context.Context) {
 	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:6379"})
 	defer rdb.Close()
 	iter := rdb.Scan(ctx, 0, n.prefix+"*", 100).Iterator()

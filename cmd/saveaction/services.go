@@ -19,7 +19,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/redis/go-redis/v9"
 	"github.com/uptrace/bun"
-	"golang.org/x/term"
 
 	"github.com/saveaction/runner/actors"
 	"github.com/saveaction/runner/browser"
@@ -33,7 +32,7 @@ func newLogger(cfg *Config, w io.Writer) *slog.Logger {
 	format := cfg.LogFormat
 	if format == "" {
 		format = "json"
-		if f, ok := w.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+		if isTerminal(w) {
 			format = "text"
 		}
 	}
@@ -122,6 +121,8 @@ type workerNode struct {
 	bpool   *actors.Pool
 	worker  *actors.Worker
 	metrics *nethttp.Server
+	// stopReconciler ends the reconciler loop and waits for it.
+	stopReconciler func()
 }
 
 func startWorker(ctx context.Context, b *backends, sys *actor.ActorSystem, reg *prometheus.Registry, serveMetrics bool) (*workerNode, error) {
@@ -139,6 +140,9 @@ func startWorker(ctx context.Context, b *backends, sys *actor.ActorSystem, reg *
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			return nil, fmt.Errorf("storage folder %s: %w", dir, err)
 		}
+	}
+	if rep := actors.SweepStaleBrowsers(); rep.Killed+rep.Profiles > 0 {
+		b.log.Info("swept browsers left by a dead worker", "killed", rep.Killed, "profiles", rep.Profiles)
 	}
 	m := actors.NewMetrics(reg)
 	pool := actors.NewPool(actors.PoolConfig{
@@ -158,15 +162,19 @@ func startWorker(ctx context.Context, b *backends, sys *actor.ActorSystem, reg *
 		pool.Close()
 		return nil, err
 	}
-	n := &workerNode{bpool: pool, worker: w}
+	rctx, stopReconciler := context.WithCancel(context.Background())
+	rec := &actors.Reconciler{Runs: b.runs, Queue: b.queue, Redis: b.rdb, LockKey: cfg.RedisPrefix + "reconciler:lock",
+		Owner: cfg.WorkerName, Lease: cfg.Lease, MaxDeliveries: actors.DefaultMaxDeliveries, Log: b.log, Metrics: m}
+	reconciled := make(chan struct{})
+	go func() { defer close(reconciled); rec.Run(rctx) }()
+	n := &workerNode{bpool: pool, worker: w, stopReconciler: func() { stopReconciler(); <-reconciled }}
 	if serveMetrics && cfg.MetricsPort != 0 {
 		mux := nethttp.NewServeMux()
 		mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 		n.metrics = &nethttp.Server{Addr: net.JoinHostPort(cfg.Host, strconv.Itoa(cfg.MetricsPort)), Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 		ln, err := net.Listen("tcp", n.metrics.Addr)
 		if err != nil {
-			_ = w.Shutdown(ctx, 0)
-			pool.Close()
+			n.stop(b.log, 0)
 			return nil, fmt.Errorf("METRICS_PORT %d: %w", cfg.MetricsPort, err)
 		}
 		go func() { _ = n.metrics.Serve(ln) }()
@@ -180,6 +188,7 @@ func startWorker(ctx context.Context, b *backends, sys *actor.ActorSystem, reg *
 func (n *workerNode) stop(log *slog.Logger, grace time.Duration) {
 	ctx, cancel := context.WithTimeout(context.Background(), grace+15*time.Second)
 	defer cancel()
+	n.stopReconciler()
 	if err := n.worker.Shutdown(ctx, grace); err != nil {
 		log.Warn("worker shutdown", "error", err)
 	}
@@ -190,3 +199,13 @@ func (n *workerNode) stop(log *slog.Logger, grace time.Duration) {
 }
 
 func listen(addr string) (net.Listener, error) { return net.Listen("tcp", addr) }
+
+// isTerminal reports whether w is a character device (a terminal).
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}

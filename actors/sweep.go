@@ -1,0 +1,94 @@
+package actors
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+)
+
+// profilePattern matches the temporary profiles browser.Launch creates.
+const profilePattern = "saveaction-chromium-*"
+
+// SweepReport says what a sweep removed.
+type SweepReport struct {
+	Killed   int // orphaned Chromium processes killed
+	Profiles int // stale profile folders removed
+}
+
+// SweepStaleBrowsers cleans up after workers that died without closing
+// their browsers (kill -9): it kills Chromium processes that use one of our
+// temporary profiles and have been orphaned (their parent is init), then
+// removes every such profile no live process uses. Browsers of live workers
+// on the same machine are left alone.
+func SweepStaleBrowsers() SweepReport {
+	var rep SweepReport
+	dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), profilePattern))
+	if len(dirs) == 0 {
+		return rep
+	}
+	inUse := map[string]bool{}
+	procs, _ := os.ReadDir("/proc")
+	for _, p := range procs {
+		pid, err := strconv.Atoi(p.Name())
+		if err != nil {
+			continue
+		}
+		cmdline, err := os.ReadFile(filepath.Join("/proc", p.Name(), "cmdline"))
+		if err != nil {
+			continue
+		}
+		dir := profileOf(cmdline)
+		if dir == "" {
+			continue
+		}
+		if parentPID(pid) == 1 {
+			if syscall.Kill(-pid, syscall.SIGKILL) != nil {
+				_ = syscall.Kill(pid, syscall.SIGKILL)
+			}
+			rep.Killed++
+			continue
+		}
+		inUse[dir] = true
+	}
+	for _, d := range dirs {
+		if !inUse[d] && os.RemoveAll(d) == nil {
+			rep.Profiles++
+		}
+	}
+	return rep
+}
+
+// profileOf returns the --user-data-dir of a command line when it is one of ours.
+func profileOf(cmdline []byte) string {
+	for _, arg := range bytes.Split(cmdline, []byte{0}) {
+		v, ok := strings.CutPrefix(string(arg), "--user-data-dir=")
+		if !ok {
+			continue
+		}
+		if m, _ := filepath.Match(profilePattern, filepath.Base(v)); m {
+			return v
+		}
+	}
+	return ""
+}
+
+func parentPID(pid int) int {
+	b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "stat"))
+	if err != nil {
+		return 0
+	}
+	// The command name may hold spaces and parentheses: fields start after the last ')'.
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return 0
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 2 {
+		return 0
+	}
+	ppid, _ := strconv.Atoi(f[1])
+	return ppid
+}
