@@ -1,0 +1,201 @@
+// Package http is the REST API of the service (API.md): a Fiber app with
+// bearer-token auth, per-token rate limiting through Redis, the one error
+// envelope, Prometheus RED metrics and the recordings, runs and tokens
+// endpoints. The package name shadows net/http; import that as nethttp.
+package http
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/gofiber/fiber/v2"
+	"github.com/google/uuid"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
+	"github.com/saveaction/runner/persistence"
+	"github.com/uptrace/bun"
+)
+
+// Limits and defaults of the API.
+const (
+	// BodyLimit is the largest request body accepted (413 above it).
+	BodyLimit = 10 << 20
+	// DefaultRateLimitPerMinute applies when Config.RateLimitPerMinute is 0.
+	DefaultRateLimitPerMinute = 600
+	// CancelWait is how long POST /runs/:id/cancel waits for the worker.
+	CancelWait = 5 * time.Second
+	// requestTimeout bounds the work of one request (database, Redis).
+	requestTimeout = 30 * time.Second
+	// DefaultQueueName is recorded as a run's queue when the Dispatcher
+	// does not name its stream.
+	DefaultQueueName = "runs"
+)
+
+// Dispatcher queues a run for the workers (a Redis stream XADD). An error
+// means the queue is unavailable.
+type Dispatcher interface {
+	Enqueue(ctx context.Context, runID uuid.UUID) (entryID string, err error)
+}
+
+// Canceller asks the worker that owns a running run to cancel it and waits
+// up to timeout for it to confirm.
+type Canceller interface {
+	CancelRun(ctx context.Context, run *persistence.Run, timeout time.Duration) (confirmed bool, err error)
+}
+
+// streamNamer is implemented by dispatchers that can name their stream
+// (queue.Queue does); the name is recorded as the run's queue.
+type streamNamer interface{ Stream() string }
+
+// Config holds the dependencies and settings of the API.
+type Config struct {
+	// DB is PostgreSQL, the truth. Required.
+	DB *bun.DB
+	// Dispatcher queues new runs. Required.
+	Dispatcher Dispatcher
+	// Canceller reaches the worker of a running run. May be nil: cancel
+	// then records cancelRequestedAt and answers 202; the worker sees the
+	// flag at its next lease renewal.
+	Canceller Canceller
+	// Redis backs rate limiting (shared by all API nodes) and readiness.
+	// May be nil: no rate limiting, and readiness does not check Redis.
+	Redis redis.UniversalClient
+	// RedisPrefix starts every key the API writes, e.g. "sa:".
+	RedisPrefix string
+	// Logger receives access and error logs. Nil means slog.Default().
+	Logger *slog.Logger
+	// Registry receives the HTTP metrics and is served at /metrics. Nil
+	// means a new registry of the app's own.
+	Registry *prometheus.Registry
+	// Version is reported by /api/health.
+	Version string
+	// RateLimitPerMinute is the number of requests one token may make per
+	// minute: 0 means DefaultRateLimitPerMinute, negative means no limit.
+	RateLimitPerMinute int
+	// BrowsersAvailable are the browsers runs may ask for. Empty means
+	// ["chromium"].
+	BrowsersAvailable []string
+	// Now is the clock. Nil means time.Now.
+	Now func() time.Time
+}
+
+// server is the state the handlers share; it is built once by New and
+// never changed afterwards.
+type server struct {
+	db         *bun.DB
+	dispatcher Dispatcher
+	canceller  Canceller
+	redis      redis.UniversalClient
+	prefix     string
+	log        *slog.Logger
+	registry   *prometheus.Registry
+	metrics    *metrics
+	openapi    []byte
+	version    string
+	rateLimit  int
+	browsers   []string
+	clock      func() time.Time
+}
+
+func (s *server) now() time.Time { return s.clock().UTC().Truncate(time.Microsecond) }
+
+// New builds the Fiber app serving the whole API.
+func New(cfg Config) (*fiber.App, error) {
+	if cfg.DB == nil {
+		return nil, errors.New("http: Config.DB is required")
+	}
+	if cfg.Dispatcher == nil {
+		return nil, errors.New("http: Config.Dispatcher is required")
+	}
+	s := &server{
+		db:         cfg.DB,
+		dispatcher: cfg.Dispatcher,
+		canceller:  cfg.Canceller,
+		redis:      cfg.Redis,
+		prefix:     cfg.RedisPrefix,
+		log:        cfg.Logger,
+		registry:   cfg.Registry,
+		version:    cfg.Version,
+		rateLimit:  cfg.RateLimitPerMinute,
+		browsers:   append([]string(nil), cfg.BrowsersAvailable...),
+		clock:      cfg.Now,
+	}
+	if s.log == nil {
+		s.log = slog.Default()
+	}
+	if s.registry == nil {
+		s.registry = prometheus.NewRegistry()
+	}
+	if s.rateLimit == 0 {
+		s.rateLimit = DefaultRateLimitPerMinute
+	}
+	if len(s.browsers) == 0 {
+		s.browsers = []string{"chromium"}
+	}
+	if s.clock == nil {
+		s.clock = time.Now
+	}
+	if s.version == "" {
+		s.version = "dev"
+	}
+	m, err := newMetrics(s.registry)
+	if err != nil {
+		return nil, fmt.Errorf("http: register metrics: %w", err)
+	}
+	s.metrics = m
+	if s.openapi, err = buildOpenAPI(s.version); err != nil {
+		return nil, err
+	}
+
+	app := fiber.New(fiber.Config{
+		AppName:               "saveaction",
+		BodyLimit:             BodyLimit,
+		ErrorHandler:          s.handleError,
+		DisableStartupMessage: true,
+		// Values taken from a request outlive it (logs, goroutines of the
+		// database driver); copying them is cheaper than a use-after-reuse bug.
+		Immutable:     true,
+		ReadTimeout:   time.Minute,
+		IdleTimeout:   2 * time.Minute,
+		CaseSensitive: true,
+	})
+	app.Use(s.observe)
+	s.routes(app)
+	return app, nil
+}
+
+// routes registers every endpoint. Each route's first handler is open or
+// guard, which names the route for metrics and logs (and guard
+// authenticates); the OpenAPI test checks this table against openapi.go.
+func (s *server) routes(app *fiber.App) {
+	app.Get("/api/health", s.open, s.health)
+	app.Get("/api/health/live", s.open, s.live)
+	app.Get("/api/health/ready", s.open, s.ready)
+	app.Get("/api/health/detailed", s.open, s.healthDetailed)
+	app.Get("/metrics", s.open, s.metricsHandler())
+	app.Get("/api/openapi.json", s.open, s.openAPI)
+
+	v1 := app.Group("/api/v1")
+	v1.Post("/tokens", s.guard(persistence.ScopeTokensManage), s.createToken)
+	v1.Get("/tokens", s.guard(persistence.ScopeTokensManage), s.listTokens)
+	v1.Post("/tokens/:id/revoke", s.guard(persistence.ScopeTokensManage), s.revokeToken)
+	v1.Delete("/tokens/:id", s.guard(persistence.ScopeTokensManage), s.deleteToken)
+
+	v1.Post("/recordings", s.guard(persistence.ScopeRecordingsWrite), s.createRecording)
+	v1.Get("/recordings", s.guard(persistence.ScopeRecordingsRead), s.listRecordings)
+	v1.Get("/recordings/:id", s.guard(persistence.ScopeRecordingsRead), s.getRecording)
+	v1.Get("/recordings/:id/export", s.guard(persistence.ScopeRecordingsRead), s.exportRecording)
+	v1.Put("/recordings/:id", s.guard(persistence.ScopeRecordingsWrite), s.updateRecording)
+	v1.Delete("/recordings/:id", s.guard(persistence.ScopeRecordingsWrite), s.deleteRecording)
+
+	v1.Post("/runs", s.guard(persistence.ScopeRunsExecute), s.createRun)
+	v1.Get("/runs", s.guard(persistence.ScopeRunsRead), s.listRuns)
+	v1.Get("/runs/:id", s.guard(persistence.ScopeRunsRead), s.getRun)
+	v1.Get("/runs/:id/actions", s.guard(persistence.ScopeRunsRead), s.listRunActions)
+	v1.Post("/runs/:id/cancel", s.guard(persistence.ScopeRunsExecute), s.cancelRun)
+	v1.Post("/runs/:id/retry", s.guard(persistence.ScopeRunsExecute), s.retryRun)
+	v1.Delete("/runs/:id", s.guard(persistence.ScopeRunsExecute), s.deleteRun)
+}

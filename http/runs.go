@@ -1,0 +1,286 @@
+package http
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/gofiber/fiber/v2"
+	"github.com/google/uuid"
+	"github.com/saveaction/runner/persistence"
+	"github.com/saveaction/runner/recording"
+)
+
+// HeaderIdempotencyKey makes POST /api/v1/runs repeatable.
+const HeaderIdempotencyKey = "Idempotency-Key"
+
+// casRetries bounds how often a handler re-reads a run whose status moved
+// under its compare-and-set.
+const casRetries = 5
+
+// deleteCancelWait is how long DELETE waits for the worker of a running run
+// to confirm its cancel; the run is deleted either way.
+const deleteCancelWait = time.Second
+
+// enqueue puts a run on the dispatch stream for persistence.CreateRun.
+func (s *server) enqueue(ctx context.Context, id uuid.UUID) (string, string, error) {
+	entryID, err := s.dispatcher.Enqueue(ctx, id)
+	if err != nil {
+		return "", "", fmt.Errorf("%w: %w", errQueueUnavailable, err)
+	}
+	name := DefaultQueueName
+	if n, ok := s.dispatcher.(streamNamer); ok {
+		name = n.Stream()
+	}
+	return name, entryID, nil
+}
+
+// actionRefs lists the recording's actions in replay order.
+func actionRefs(data []byte) ([]persistence.ActionRef, *recording.Recording, error) {
+	rec, err := recording.Parse(data)
+	if err != nil {
+		return nil, nil, fmt.Errorf("stored recording no longer parses: %w", err)
+	}
+	norm := recording.Normalize(rec)
+	refs := make([]persistence.ActionRef, len(norm.Actions))
+	for i, a := range norm.Actions {
+		refs[i] = persistence.ActionRef{ID: a.ID, Type: a.Type}
+	}
+	return refs, rec, nil
+}
+
+// createRun answers POST /api/v1/runs.
+func (s *server) createRun(c *fiber.Ctx) error {
+	req, ps := parseCreateRun(c.Body(), s.browsers)
+	key := c.Get(HeaderIdempotencyKey)
+	ps = append(ps, checkIdempotencyKey(key)...)
+	if len(ps) > 0 {
+		return invalid(ps...)
+	}
+	ctx := c.UserContext()
+	user := principalOf(c).UserID
+	rec, err := persistence.GetRecording(ctx, s.db, user, req.RecordingID, true)
+	if err != nil {
+		return err
+	}
+	refs, parsed, err := actionRefs(rec.Data)
+	if err != nil {
+		return err
+	}
+	if ps := checkVariables(req.Variables, parsed.VariableNames()); len(ps) > 0 {
+		return invalid(ps...)
+	}
+	run := &persistence.Run{
+		UserID: user, RecordingID: rec.ID, RecordingName: rec.Name, RecordingURL: rec.URL,
+		Variables: req.Variables, TriggeredBy: req.TriggeredBy, CIMetadata: req.CIMetadata,
+	}
+	if key != "" {
+		run.IdempotencyKey = &key
+	}
+	if err := req.Options.ApplyTo(run); err != nil {
+		return err
+	}
+	created, replayed, err := persistence.CreateRun(ctx, s.db, persistence.NewRun{
+		Run: run, Actions: refs, Enqueue: s.enqueue, Now: s.now(),
+	})
+	if err != nil {
+		return err
+	}
+	if replayed {
+		c.Set("Idempotent-Replayed", "true")
+	}
+	return respond(c, fiber.StatusCreated, newRunCreatedView(created))
+}
+
+// getRun answers GET /api/v1/runs/:id.
+func (s *server) getRun(c *fiber.Ctx) error {
+	id, err := idParam(c)
+	if err != nil {
+		return err
+	}
+	run, err := persistence.GetUserRun(c.UserContext(), s.db, principalOf(c).UserID, id)
+	if err != nil {
+		return err
+	}
+	return respond(c, fiber.StatusOK, newRunView(run))
+}
+
+// listRuns answers GET /api/v1/runs.
+func (s *server) listRuns(c *fiber.Ctx) error {
+	q, ps := parseRunListQuery(queryValues(c))
+	if len(ps) > 0 {
+		return invalid(ps...)
+	}
+	runs, total, err := persistence.ListRuns(c.UserContext(), s.db, persistence.RunQuery{
+		UserID: principalOf(c).UserID, Limit: q.Limit, Offset: q.offset(),
+		Statuses: q.Statuses, RecordingID: q.RecordingID, Browser: q.Browser, TriggeredBy: q.TriggeredBy,
+		SortBy: q.SortBy, Asc: q.Asc,
+	})
+	if err != nil {
+		return err
+	}
+	out := make([]runView, len(runs))
+	for i := range runs {
+		out[i] = newRunView(&runs[i])
+	}
+	return respondList(c, out, newPagination(q.Page, q.Limit, total))
+}
+
+// listRunActions answers GET /api/v1/runs/:id/actions: every action of the
+// run in replay order, on one page.
+func (s *server) listRunActions(c *fiber.Ctx) error {
+	id, err := idParam(c)
+	if err != nil {
+		return err
+	}
+	ctx := c.UserContext()
+	if _, err := persistence.GetUserRun(ctx, s.db, principalOf(c).UserID, id); err != nil {
+		return err
+	}
+	rows, err := persistence.ListRunActions(ctx, s.db, id)
+	if err != nil {
+		return err
+	}
+	out := make([]actionView, len(rows))
+	for i := range rows {
+		out[i] = newActionView(&rows[i])
+	}
+	return respondList(c, out, newPagination(1, max(len(out), 1), len(out)))
+}
+
+// cancel moves userID's run id towards cancelled: a queued run is cancelled
+// at once; for a running one the request is recorded and the owning worker
+// asked, waiting up to wait for it to confirm. It returns the
+// run as it then is; ErrStale-style races are retried. A finished run is
+// INVALID_RUN_STATUS.
+func (s *server) cancel(ctx context.Context, userID, id uuid.UUID, wait time.Duration) (*persistence.Run, error) {
+	for range casRetries {
+		run, err := persistence.GetUserRun(ctx, s.db, userID, id)
+		if err != nil {
+			return nil, err
+		}
+		switch run.Status {
+		case persistence.StatusQueued:
+			err := persistence.CancelQueuedUserRun(ctx, s.db, userID, id, s.now())
+			if errors.Is(err, persistence.ErrStale) {
+				continue // a worker started it meanwhile
+			}
+			if err != nil {
+				return nil, err
+			}
+			return persistence.GetUserRun(ctx, s.db, userID, id)
+		case persistence.StatusRunning:
+			err := persistence.RequestUserRunCancel(ctx, s.db, userID, id, s.now())
+			if errors.Is(err, persistence.ErrStale) {
+				continue // it finished or went back to queued meanwhile
+			}
+			if err != nil {
+				return nil, err
+			}
+			if s.canceller != nil {
+				run, err = persistence.GetUserRun(ctx, s.db, userID, id)
+				if err != nil {
+					return nil, err
+				}
+				if _, err := s.canceller.CancelRun(ctx, run, wait); err != nil {
+					// The flag is recorded: the worker will see it at its next lease renewal.
+					s.log.Warn("cancel message not delivered", "runId", id, "err", err)
+				}
+			}
+			return persistence.GetUserRun(ctx, s.db, userID, id)
+		default:
+			return run, errInvalidRunStatus("run %s is already %s", id, run.Status)
+		}
+	}
+	return nil, fmt.Errorf("cancel run %s: status kept changing", id)
+}
+
+// cancelRun answers POST /api/v1/runs/:id/cancel: 200 with the final run
+// when it ended, 202 with cancelRequestedAt when the worker has not
+// confirmed yet, 400 when it had already finished.
+func (s *server) cancelRun(c *fiber.Ctx) error {
+	id, err := idParam(c)
+	if err != nil {
+		return err
+	}
+	run, err := s.cancel(c.UserContext(), principalOf(c).UserID, id, CancelWait)
+	if err != nil {
+		return err
+	}
+	status := fiber.StatusOK
+	if !persistence.IsTerminal(run.Status) {
+		status = fiber.StatusAccepted
+	}
+	return respond(c, status, newRunView(run))
+}
+
+// deleteRun answers DELETE /api/v1/runs/:id: an unfinished run is cancelled
+// first, then the run is soft-deleted.
+func (s *server) deleteRun(c *fiber.Ctx) error {
+	id, err := idParam(c)
+	if err != nil {
+		return err
+	}
+	ctx := c.UserContext()
+	user := principalOf(c).UserID
+	run, err := persistence.GetUserRun(ctx, s.db, user, id)
+	if err != nil {
+		return err
+	}
+	if !persistence.IsTerminal(run.Status) {
+		if _, err := s.cancel(ctx, user, id, deleteCancelWait); err != nil {
+			var ae *apiError
+			if !errors.As(err, &ae) || ae.Code != CodeInvalidRunStatus { // finished meanwhile: fine
+				return err
+			}
+		}
+	}
+	now := s.now()
+	if err := persistence.SoftDeleteUserRun(ctx, s.db, user, id, now); err != nil {
+		return err
+	}
+	return respond(c, fiber.StatusOK, fiber.Map{"id": id.String(), "deletedAt": fmtTime(now)})
+}
+
+// retryRun answers POST /api/v1/runs/:id/retry: a new run of the same
+// recording with the same options and variables.
+func (s *server) retryRun(c *fiber.Ctx) error {
+	id, err := idParam(c)
+	if err != nil {
+		return err
+	}
+	ctx := c.UserContext()
+	user := principalOf(c).UserID
+	src, err := persistence.GetUserRun(ctx, s.db, user, id)
+	if err != nil {
+		return err
+	}
+	if !persistence.IsTerminal(src.Status) {
+		return errInvalidRunStatus("run %s is still %s; only a finished run can be retried", id, src.Status)
+	}
+	rec, err := persistence.GetRecording(ctx, s.db, user, src.RecordingID, true)
+	if err != nil {
+		return err
+	}
+	refs, _, err := actionRefs(rec.Data)
+	if err != nil {
+		return err
+	}
+	run := &persistence.Run{
+		UserID: user, RecordingID: rec.ID, RecordingName: rec.Name, RecordingURL: rec.URL,
+		Browser: src.Browser, Headless: src.Headless, VideoEnabled: src.VideoEnabled,
+		ScreenshotEnabled: src.ScreenshotEnabled, ScreenshotMode: src.ScreenshotMode, Timeout: src.Timeout,
+		TimingEnabled: src.TimingEnabled, TimingMode: src.TimingMode, SpeedMultiplier: src.SpeedMultiplier,
+		ContinueOnError: src.ContinueOnError, AssertAutoCheckpoints: src.AssertAutoCheckpoints,
+		Options: src.Options, Variables: src.Variables, TriggeredBy: src.TriggeredBy, CIMetadata: src.CIMetadata,
+		RetryOf: &src.ID,
+	}
+	created, _, err := persistence.CreateRun(ctx, s.db, persistence.NewRun{
+		Run: run, Actions: refs, Enqueue: s.enqueue, Now: s.now(),
+	})
+	if err != nil {
+		return err
+	}
+	return respond(c, fiber.StatusCreated, newRunCreatedView(created))
+}

@@ -1,0 +1,204 @@
+package http
+
+import (
+	"encoding/json"
+	"slices"
+
+	"github.com/saveaction/runner/persistence"
+)
+
+// runView is a run as the API shows it: every field but the secrets
+// (variable values) and the worker's internals (lease, actor address).
+type runView struct {
+	ID                string          `json:"id"`
+	RecordingID       string          `json:"recordingId"`
+	RecordingName     string          `json:"recordingName"`
+	RecordingURL      string          `json:"recordingUrl"`
+	Status            string          `json:"status"`
+	Browser           string          `json:"browser"`
+	Headless          bool            `json:"headless"`
+	Options           json.RawMessage `json:"options"`
+	Variables         []string        `json:"variables"`
+	ActionsTotal      int             `json:"actionsTotal"`
+	ActionsExecuted   int             `json:"actionsExecuted"`
+	ActionsFailed     int             `json:"actionsFailed"`
+	ActionsSkipped    int             `json:"actionsSkipped"`
+	DurationMs        *int64          `json:"durationMs"`
+	StartedAt         *string         `json:"startedAt"`
+	CompletedAt       *string         `json:"completedAt"`
+	ErrorMessage      *string         `json:"errorMessage"`
+	ErrorActionID     *string         `json:"errorActionId"`
+	Attempt           int             `json:"attempt"`
+	WorkerNode        *string         `json:"workerNode"`
+	TriggeredBy       string          `json:"triggeredBy"`
+	CIMetadata        json.RawMessage `json:"ciMetadata"`
+	RetryOf           *string         `json:"retryOf"`
+	CancelRequestedAt *string         `json:"cancelRequestedAt"`
+	VideoURL          *string         `json:"videoUrl"`
+	Screenshots       []string        `json:"screenshots"`
+	CreatedAt         string          `json:"createdAt"`
+	UpdatedAt         string          `json:"updatedAt"`
+}
+
+func newRunView(r *persistence.Run) runView {
+	v := runView{
+		ID:                r.ID.String(),
+		RecordingID:       r.RecordingID.String(),
+		RecordingName:     r.RecordingName,
+		RecordingURL:      r.RecordingURL,
+		Status:            r.Status,
+		Browser:           r.Browser,
+		Headless:          r.Headless,
+		Options:           r.Options,
+		Variables:         sortedKeys(r.Variables),
+		ActionsTotal:      r.ActionsTotal,
+		ActionsExecuted:   r.ActionsExecuted,
+		ActionsFailed:     r.ActionsFailed,
+		ActionsSkipped:    r.ActionsSkipped,
+		DurationMs:        r.DurationMs,
+		StartedAt:         fmtTimePtr(r.StartedAt),
+		CompletedAt:       fmtTimePtr(r.CompletedAt),
+		ErrorMessage:      r.ErrorMessage,
+		ErrorActionID:     r.ErrorActionID,
+		Attempt:           r.Attempt,
+		TriggeredBy:       r.TriggeredBy,
+		CIMetadata:        r.CIMetadata,
+		CancelRequestedAt: fmtTimePtr(r.CancelRequestedAt),
+		VideoURL:          r.VideoPath,
+		Screenshots:       r.ScreenshotPaths,
+		CreatedAt:         fmtTime(r.CreatedAt),
+		UpdatedAt:         fmtTime(r.UpdatedAt),
+	}
+	if len(v.Options) == 0 {
+		v.Options = json.RawMessage("{}")
+	}
+	if len(v.CIMetadata) == 0 {
+		v.CIMetadata = nil
+	}
+	if v.Screenshots == nil {
+		v.Screenshots = []string{}
+	}
+	if r.WorkerNode != "" {
+		w := r.WorkerNode
+		v.WorkerNode = &w
+	}
+	if r.RetryOf != nil {
+		s := r.RetryOf.String()
+		v.RetryOf = &s
+	}
+	return v
+}
+
+// runCreatedView answers POST /runs and POST /runs/:id/retry.
+type runCreatedView struct {
+	ID            string  `json:"id"`
+	RecordingID   string  `json:"recordingId"`
+	RecordingName string  `json:"recordingName"`
+	Status        string  `json:"status"`
+	Browser       string  `json:"browser"`
+	Headless      bool    `json:"headless"`
+	RetryOf       *string `json:"retryOf,omitempty"`
+	CreatedAt     string  `json:"createdAt"`
+}
+
+func newRunCreatedView(r *persistence.Run) runCreatedView {
+	v := runCreatedView{
+		ID: r.ID.String(), RecordingID: r.RecordingID.String(), RecordingName: r.RecordingName,
+		Status: r.Status, Browser: r.Browser, Headless: r.Headless, CreatedAt: fmtTime(r.CreatedAt),
+	}
+	if r.RetryOf != nil {
+		s := r.RetryOf.String()
+		v.RetryOf = &s
+	}
+	return v
+}
+
+// actionView is one row of GET /runs/:id/actions.
+type actionView struct {
+	ActionID      string   `json:"actionId"`
+	ActionType    string   `json:"actionType"`
+	ActionIndex   int      `json:"actionIndex"`
+	Status        string   `json:"status"`
+	StartedAt     *string  `json:"startedAt"`
+	CompletedAt   *string  `json:"completedAt"`
+	DurationMs    *int64   `json:"durationMs"`
+	SelectorUsed  *string  `json:"selectorUsed"`
+	ErrorMessage  *string  `json:"errorMessage"`
+	Reason        *string  `json:"reason"`
+	Warnings      []string `json:"warnings"`
+	ScreenshotURL *string  `json:"screenshotUrl"`
+}
+
+func newActionView(a *persistence.RunAction) actionView {
+	v := actionView{
+		ActionID: a.ActionID, ActionType: a.ActionType, ActionIndex: a.ActionIndex, Status: a.Status,
+		StartedAt: fmtTimePtr(a.StartedAt), CompletedAt: fmtTimePtr(a.CompletedAt), DurationMs: a.DurationMs,
+		SelectorUsed: a.SelectorUsed, ErrorMessage: a.ErrorMessage, Reason: a.Reason,
+		Warnings: a.Warnings, ScreenshotURL: a.ScreenshotPath,
+	}
+	if v.Warnings == nil {
+		v.Warnings = []string{}
+	}
+	return v
+}
+
+// recordingView is a recording as the API shows it; Data only on GET of one.
+type recordingView struct {
+	ID                  string          `json:"id"`
+	OriginalID          string          `json:"originalId"`
+	Name                string          `json:"name"`
+	URL                 string          `json:"url"`
+	Description         string          `json:"description"`
+	Tags                []string        `json:"tags"`
+	ActionCount         int             `json:"actionCount"`
+	EstimatedDurationMs int64           `json:"estimatedDurationMs"`
+	SchemaVersion       string          `json:"schemaVersion"`
+	DataSizeBytes       int             `json:"dataSizeBytes"`
+	Variables           []string        `json:"variables"`
+	Warnings            []string        `json:"warnings,omitempty"`
+	Data                json.RawMessage `json:"data,omitempty"`
+	CreatedAt           string          `json:"createdAt"`
+	UpdatedAt           string          `json:"updatedAt"`
+}
+
+func newRecordingView(r *persistence.Recording, withData bool) recordingView {
+	v := recordingView{
+		ID: r.ID.String(), OriginalID: r.OriginalID, Name: r.Name, URL: r.URL, Description: r.Description,
+		Tags: r.Tags, ActionCount: r.ActionCount, EstimatedDurationMs: r.EstimatedDurationMs,
+		SchemaVersion: r.SchemaVersion, DataSizeBytes: r.DataSizeBytes, Variables: r.Variables,
+		CreatedAt: fmtTime(r.CreatedAt), UpdatedAt: fmtTime(r.UpdatedAt),
+	}
+	if v.Tags == nil {
+		v.Tags = []string{}
+	}
+	if v.Variables == nil {
+		v.Variables = []string{}
+	}
+	if withData {
+		v.Data = r.Data
+	}
+	return v
+}
+
+// tokenView is a token without its secret; Token is set only on creation.
+type tokenView struct {
+	ID          string   `json:"id"`
+	Name        string   `json:"name"`
+	Token       string   `json:"token,omitempty"`
+	Scopes      []string `json:"scopes"`
+	TokenPrefix string   `json:"tokenPrefix"`
+	TokenSuffix string   `json:"tokenSuffix"`
+	ExpiresAt   *string  `json:"expiresAt"`
+	LastUsedAt  *string  `json:"lastUsedAt"`
+	RevokedAt   *string  `json:"revokedAt"`
+	CreatedAt   string   `json:"createdAt"`
+}
+
+func newTokenView(t *persistence.APIToken) tokenView {
+	return tokenView{
+		ID: t.ID.String(), Name: t.Name, Scopes: slices.Clone(t.Scopes),
+		TokenPrefix: t.TokenPrefix, TokenSuffix: t.TokenSuffix,
+		ExpiresAt: fmtTimePtr(t.ExpiresAt), LastUsedAt: fmtTimePtr(t.LastUsedAt),
+		RevokedAt: fmtTimePtr(t.RevokedAt), CreatedAt: fmtTime(t.CreatedAt),
+	}
+}

@@ -1,0 +1,436 @@
+package persistence
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/uptrace/bun"
+)
+
+// IdempotencyWindow is how long an Idempotency-Key keeps returning the run it
+// first created. After it, the key may create a new run.
+const IdempotencyWindow = 24 * time.Hour
+
+// EnqueueError wraps a failure to put a run on the dispatch stream. The run
+// was not created.
+type EnqueueError struct{ Err error }
+
+func (e *EnqueueError) Error() string { return "enqueue run: " + e.Err.Error() }
+
+// Unwrap returns the dispatcher's error.
+func (e *EnqueueError) Unwrap() error { return e.Err }
+
+// EnqueueFunc puts runID on the dispatch stream and says where: the stream
+// (queue) name and the entry id.
+type EnqueueFunc func(ctx context.Context, runID uuid.UUID) (queueName, entryID string, err error)
+
+// NewRun is what CreateRun needs to create a run.
+type NewRun struct {
+	// Run is the row to insert: user, recording and its snapshot, options
+	// (columns and the resolved `options` document), variables, trigger, CI
+	// metadata, idempotency key, retry source. Id, status, counters, job
+	// and timestamps are set by CreateRun.
+	Run *Run
+	// Actions are the recording's actions in replay order; each gets a
+	// pending run_actions row at its index.
+	Actions []ActionRef
+	// Enqueue is called inside the transaction, after the rows are written
+	// and before the commit: when it fails nothing is kept.
+	Enqueue EnqueueFunc
+	// Now stamps the rows.
+	Now time.Time
+}
+
+// CreateRun writes a queued run and a pending row per action and queues it,
+// all or nothing. When the run carries an idempotency key that the same user
+// used within IdempotencyWindow, nothing is created and the earlier run is
+// returned with replayed true. A failure of Enqueue is an *EnqueueError.
+func CreateRun(ctx context.Context, db bun.IDB, in NewRun) (run *Run, replayed bool, err error) {
+	r := in.Run
+	now := in.Now.UTC()
+	if r.IdempotencyKey != nil {
+		prev, err := runByIdempotencyKey(ctx, db, r.UserID, *r.IdempotencyKey)
+		if err != nil {
+			return nil, false, err
+		}
+		if prev != nil && now.Sub(prev.CreatedAt) < IdempotencyWindow {
+			return prev, true, nil
+		}
+	}
+	r.ID = uuid.New()
+	r.Status = StatusQueued
+	r.Attempt = 0
+	r.ActionsTotal = len(in.Actions)
+	r.ActionsExecuted, r.ActionsFailed, r.ActionsSkipped = 0, 0, 0
+	r.CreatedAt, r.UpdatedAt = now, now
+	if r.Variables == nil {
+		r.Variables = map[string]string{}
+	}
+	if r.ScreenshotPaths == nil {
+		r.ScreenshotPaths = []string{}
+	}
+	if len(r.Options) == 0 {
+		r.Options = []byte("{}")
+	}
+	err = db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
+		if r.IdempotencyKey != nil {
+			// An expired key is released so that the unique index lets it be used again.
+			_, err := tx.NewUpdate().Model((*Run)(nil)).
+				Set("idempotency_key = NULL").
+				Where("user_id = ?", r.UserID).
+				Where("idempotency_key = ?", *r.IdempotencyKey).
+				Where("created_at <= ?", now.Add(-IdempotencyWindow)).
+				Exec(ctx)
+			if err != nil {
+				return fmt.Errorf("release expired idempotency key: %w", err)
+			}
+		}
+		if _, err := tx.NewInsert().Model(r).Returning("*").Exec(ctx); err != nil {
+			return fmt.Errorf("insert run: %w", err)
+		}
+		if len(in.Actions) > 0 {
+			rows := make([]RunAction, len(in.Actions))
+			for i, a := range in.Actions {
+				rows[i] = RunAction{
+					RunID: r.ID, ActionID: a.ID, ActionIndex: i, ActionType: a.Type,
+					Status: ActionPending, Warnings: []string{}, CreatedAt: now, UpdatedAt: now,
+				}
+			}
+			if _, err := tx.NewInsert().Model(&rows).Exec(ctx); err != nil {
+				return fmt.Errorf("insert actions of run %s: %w", r.ID, err)
+			}
+		}
+		queueName, entryID, err := in.Enqueue(ctx, r.ID)
+		if err != nil {
+			return &EnqueueError{Err: err}
+		}
+		r.QueueName, r.JobID = queueName, entryID
+		_, err = tx.NewUpdate().Model((*Run)(nil)).
+			Set("queue_name = ?", queueName).
+			Set("job_id = ?", entryID).
+			Where("id = ?", r.ID).
+			Exec(ctx)
+		if err != nil {
+			return fmt.Errorf("record job of run %s: %w", r.ID, err)
+		}
+		return nil
+	})
+	if err != nil && r.IdempotencyKey != nil && uniqueViolationOn(err, "runs_idempotency_key") {
+		// A concurrent request with the same key won; it is the first run.
+		prev, lerr := runByIdempotencyKey(ctx, db, r.UserID, *r.IdempotencyKey)
+		if lerr == nil && prev != nil {
+			return prev, true, nil
+		}
+	}
+	if err != nil {
+		var eq *EnqueueError
+		if errors.As(err, &eq) {
+			return nil, false, eq
+		}
+		return nil, false, fmt.Errorf("create run of recording %s: %w", r.RecordingID, err)
+	}
+	return r, false, nil
+}
+
+func runByIdempotencyKey(ctx context.Context, db bun.IDB, userID uuid.UUID, key string) (*Run, error) {
+	run := new(Run)
+	err := db.NewSelect().Model(run).
+		Where("user_id = ?", userID).
+		Where("idempotency_key = ?", key).
+		Scan(ctx)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("look up idempotency key: %w", err)
+	}
+	return run, nil
+}
+
+// GetUserRun loads userID's live (not deleted) run id, or ErrRunNotFound.
+func GetUserRun(ctx context.Context, db bun.IDB, userID, id uuid.UUID) (*Run, error) {
+	run := new(Run)
+	err := db.NewSelect().Model(run).
+		Where("id = ?", id).
+		Where("user_id = ?", userID).
+		Where("deleted_at IS NULL").
+		Scan(ctx)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, ErrRunNotFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("load run %s: %w", id, err)
+	}
+	return run, nil
+}
+
+// ListRunActions returns the action rows of run id ordered by action index.
+func ListRunActions(ctx context.Context, db bun.IDB, runID uuid.UUID) ([]RunAction, error) {
+	var rows []RunAction
+	err := db.NewSelect().Model(&rows).
+		Where("run_id = ?", runID).
+		OrderExpr("action_index ASC").
+		Scan(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("list actions of run %s: %w", runID, err)
+	}
+	return rows, nil
+}
+
+// Sort keys of ListRuns.
+const (
+	RunSortCreatedAt   = "createdAt"
+	RunSortStartedAt   = "startedAt"
+	RunSortCompletedAt = "completedAt"
+	RunSortStatus      = "status"
+)
+
+// RunSortKeys lists the sort keys ListRuns accepts.
+func RunSortKeys() []string {
+	return []string{RunSortCreatedAt, RunSortStartedAt, RunSortCompletedAt, RunSortStatus}
+}
+
+// RunQuery selects a page of a user's live runs.
+type RunQuery struct {
+	UserID      uuid.UUID
+	Limit       int
+	Offset      int
+	Statuses    []string   // any of them; empty means all
+	RecordingID *uuid.UUID // optional
+	Browser     string     // optional
+	TriggeredBy string     // optional
+	// SortBy is one of RunSortKeys (default createdAt). Ties are broken by
+	// id in the same direction, and runs not yet started or completed sort
+	// last, so pages never overlap.
+	SortBy string
+	Asc    bool
+}
+
+// ListRuns returns a page of runs and the number of runs matching q.
+func ListRuns(ctx context.Context, db bun.IDB, q RunQuery) ([]Run, int, error) {
+	var col string
+	nullable := false
+	switch q.SortBy {
+	case RunSortCreatedAt, "":
+		col = "created_at"
+	case RunSortStartedAt:
+		col, nullable = "started_at", true
+	case RunSortCompletedAt:
+		col, nullable = "completed_at", true
+	case RunSortStatus:
+		col = "status"
+	default:
+		return nil, 0, fmt.Errorf("list runs: unknown sort key %q", q.SortBy)
+	}
+	dir := "DESC"
+	if q.Asc {
+		dir = "ASC"
+	}
+	order := col + " " + dir
+	if nullable {
+		// Only for nullable columns: on NOT NULL ones it would stop the
+		// (created_at DESC, id DESC) index from serving the order.
+		order += " NULLS LAST"
+	}
+	var runs []Run
+	sel := db.NewSelect().Model(&runs).
+		Where("user_id = ?", q.UserID).
+		Where("deleted_at IS NULL")
+	switch len(q.Statuses) {
+	case 0:
+	case 1:
+		sel = sel.Where("status = ?", q.Statuses[0])
+	default:
+		sel = sel.Where("status IN (?)", bun.In(q.Statuses))
+	}
+	if q.RecordingID != nil {
+		sel = sel.Where("recording_id = ?", *q.RecordingID)
+	}
+	if q.Browser != "" {
+		sel = sel.Where("browser = ?", q.Browser)
+	}
+	if q.TriggeredBy != "" {
+		sel = sel.Where("triggered_by = ?", q.TriggeredBy)
+	}
+	total, err := sel.
+		OrderExpr(order + ", id " + dir).
+		Limit(int64(q.Limit)).Offset(int64(q.Offset)).
+		ScanAndCount(ctx)
+	if err != nil {
+		return nil, 0, fmt.Errorf("list runs: %w", err)
+	}
+	return runs, int(total), nil
+}
+
+// CancelQueuedUserRun ends userID's queued run id as cancelled at now, its
+// pending actions skipped with reason "cancelled". It is a compare-and-set
+// on status queued: ErrStale means the run is no longer queued.
+func CancelQueuedUserRun(ctx context.Context, db bun.IDB, userID, id uuid.UUID, now time.Time) error {
+	return db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
+		res, err := tx.NewUpdate().Model((*Run)(nil)).
+			Set("status = ?", StatusCancelled).
+			Set("cancel_requested_at = COALESCE(cancel_requested_at, ?)", now).
+			Set("completed_at = ?", now).
+			Set("lease_expires_at = NULL").
+			Set("updated_at = ?", now).
+			Where("id = ?", id).
+			Where("user_id = ?", userID).
+			Where("status = ?", StatusQueued).
+			Exec(ctx)
+		if err != nil {
+			return fmt.Errorf("cancel queued run %s: %w", id, err)
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return ErrStale
+		}
+		_, err = tx.NewUpdate().Model((*RunAction)(nil)).
+			Set("status = ?", ActionSkipped).
+			Set("reason = 'cancelled'").
+			Set("updated_at = ?", now).
+			Where("run_id = ?", id).
+			Where("status = ?", ActionPending).
+			Exec(ctx)
+		if err != nil {
+			return fmt.Errorf("skip actions of run %s: %w", id, err)
+		}
+		_, err = tx.NewRaw(`UPDATE runs SET actions_skipped =
+			(SELECT count(*) FROM run_actions WHERE run_id = ? AND status = 'skipped') WHERE id = ?`, id, id).Exec(ctx)
+		if err != nil {
+			return fmt.Errorf("count skipped actions of run %s: %w", id, err)
+		}
+		return nil
+	})
+}
+
+// RequestUserRunCancel records that a cancel of userID's running run id was
+// asked for at now (an earlier request time is kept). It is a
+// compare-and-set on status running: ErrStale means the run is no longer
+// running.
+func RequestUserRunCancel(ctx context.Context, db bun.IDB, userID, id uuid.UUID, now time.Time) error {
+	res, err := db.NewUpdate().Model((*Run)(nil)).
+		Set("cancel_requested_at = COALESCE(cancel_requested_at, ?)", now).
+		Set("updated_at = ?", now).
+		Where("id = ?", id).
+		Where("user_id = ?", userID).
+		Where("status = ?", StatusRunning).
+		Exec(ctx)
+	if err != nil {
+		return fmt.Errorf("request cancel of run %s: %w", id, err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return ErrStale
+	}
+	return nil
+}
+
+// SoftDeleteUserRun hides userID's live run id from reads and lists. It
+// does not change the status: callers cancel an unfinished run first.
+func SoftDeleteUserRun(ctx context.Context, db bun.IDB, userID, id uuid.UUID, now time.Time) error {
+	res, err := db.NewUpdate().Model((*Run)(nil)).
+		Set("deleted_at = ?", now).
+		Set("updated_at = ?", now).
+		Where("id = ?", id).
+		Where("user_id = ?", userID).
+		Where("deleted_at IS NULL").
+		Exec(ctx)
+	if err != nil {
+		return fmt.Errorf("delete run %s: %w", id, err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return ErrRunNotFound
+	}
+	return nil
+}
+
+// RunOptions are the options of a run as stored, resolved with their
+// defaults, in runs.options (the worker reads them from there; the main ones
+// are also columns). REPLAY.md §6 defines them.
+type RunOptions struct {
+	// Browser to run in: chromium (default); firefox and webkit exist in
+	// the schema but cannot be driven through Rod.
+	Browser string `json:"browser"`
+	// Headless runs without a window (default true).
+	Headless bool `json:"headless"`
+	// Timeout is the per-action timeout in ms (default 30000, 1000-600000).
+	Timeout int `json:"timeout"`
+	// Video records the whole run as one file (default false).
+	Video bool `json:"video"`
+	// Screenshot enables screenshots (default false), taken as
+	// ScreenshotMode says: on-failure (default), always or never.
+	Screenshot     bool   `json:"screenshot"`
+	ScreenshotMode string `json:"screenshotMode"`
+	// TimingEnabled replays the recorded pauses (default true), scaled by
+	// TimingMode (realistic 1 (default), fast 0.25, instant 0) and divided
+	// by SpeedMultiplier (default 1, 0.1-10; 2 is twice as fast), each wait
+	// capped at MaxActionDelay ms (default 30000, 0-600000).
+	TimingEnabled   bool    `json:"timingEnabled"`
+	TimingMode      string  `json:"timingMode"`
+	SpeedMultiplier float64 `json:"speedMultiplier"`
+	MaxActionDelay  int     `json:"maxActionDelay"`
+	// ContinueOnError keeps going after a failed action (default false).
+	ContinueOnError bool `json:"continueOnError"`
+	// AssertAutoCheckpoints asserts checkpoints marked auto instead of
+	// skipping them (default false).
+	AssertAutoCheckpoints bool `json:"assertAutoCheckpoints"`
+	// Isolation is "context" (default: a fresh incognito context in a
+	// pooled browser) or "browser" (a browser process of the run's own).
+	Isolation string `json:"isolation"`
+}
+
+// Defaults and ranges of RunOptions.
+const (
+	DefaultBrowser         = "chromium"
+	DefaultTimeoutMs       = 30000
+	MinTimeoutMs           = 1000
+	MaxTimeoutMs           = 600000
+	DefaultScreenshotMode  = "on-failure"
+	DefaultTimingMode      = "realistic"
+	DefaultSpeedMultiplier = 1.0
+	MinSpeedMultiplier     = 0.1
+	MaxSpeedMultiplier     = 10.0
+	DefaultMaxActionDelay  = 30000
+	MaxMaxActionDelay      = 600000
+	DefaultIsolation       = "context"
+)
+
+// DefaultRunOptions returns the options of a run that asks for none.
+func DefaultRunOptions() RunOptions {
+	return RunOptions{
+		Browser:         DefaultBrowser,
+		Headless:        true,
+		Timeout:         DefaultTimeoutMs,
+		ScreenshotMode:  DefaultScreenshotMode,
+		TimingEnabled:   true,
+		TimingMode:      DefaultTimingMode,
+		SpeedMultiplier: DefaultSpeedMultiplier,
+		MaxActionDelay:  DefaultMaxActionDelay,
+		Isolation:       DefaultIsolation,
+	}
+}
+
+// ApplyTo copies the options into run's option columns and its options
+// document.
+func (o RunOptions) ApplyTo(run *Run) error {
+	doc, err := json.Marshal(o)
+	if err != nil {
+		return fmt.Errorf("encode run options: %w", err)
+	}
+	run.Options = doc
+	run.Browser = o.Browser
+	run.Headless = o.Headless
+	run.Timeout = o.Timeout
+	run.VideoEnabled = o.Video
+	run.ScreenshotEnabled = o.Screenshot
+	run.ScreenshotMode = o.ScreenshotMode
+	run.TimingEnabled = o.TimingEnabled
+	run.TimingMode = o.TimingMode
+	run.SpeedMultiplier = o.SpeedMultiplier
+	run.ContinueOnError = o.ContinueOnError
+	run.AssertAutoCheckpoints = o.AssertAutoCheckpoints
+	return nil
+}
