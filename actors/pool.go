@@ -1,8 +1,12 @@
 package actors
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"os"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -30,8 +34,11 @@ type PoolConfig struct {
 	// MaxRuns recycles a process after this many runs (default DefaultBrowserMaxRuns).
 	MaxRuns int
 	// MaxAge recycles a process older than this (default DefaultBrowserMaxAge).
-	MaxAge  time.Duration
-	Metrics *Metrics
+	MaxAge time.Duration
+	// MaxRSSBytes recycles a process whose process group uses more resident
+	// memory than this (0 = no ceiling).
+	MaxRSSBytes int64
+	Metrics     *Metrics
 }
 
 // Pool keeps a warm Chromium process that runs share through incognito
@@ -99,7 +106,7 @@ func (p *Pool) Acquire(ctx context.Context, isolation string) (*Handle, error) {
 		p.mu.Unlock()
 		return nil, fmt.Errorf("browser pool closed")
 	}
-	if c := p.cur; c != nil && (!c.b.Alive() || c.runs >= p.cfg.MaxRuns || time.Since(c.born) > p.cfg.MaxAge) {
+	if c := p.cur; c != nil && p.due(c) {
 		p.retireLocked(c)
 	}
 	if p.cur != nil {
@@ -130,6 +137,14 @@ func (p *Pool) Acquire(ctx context.Context, isolation string) (*Handle, error) {
 	p.cur = pp
 	p.all[pp] = struct{}{}
 	return &Handle{pool: p, p: pp}, nil
+}
+
+// due reports whether a shared process should be retired before its next run.
+func (p *Pool) due(c *pooled) bool {
+	if !c.b.Alive() || c.runs >= p.cfg.MaxRuns || time.Since(c.born) > p.cfg.MaxAge {
+		return true
+	}
+	return p.cfg.MaxRSSBytes > 0 && GroupRSS(c.b.PID()) > p.cfg.MaxRSSBytes
 }
 
 func (p *Pool) launch(ctx context.Context) (*browser.Browser, error) {
@@ -196,4 +211,36 @@ func (p *Pool) Close() {
 		p.closeLocked(pp)
 	}
 	p.cur = nil
+}
+
+// GroupRSS sums the resident memory of every process in process group pgid
+// (a Chromium browser and its renderers, launched as their own group).
+func GroupRSS(pgid int) int64 {
+	var total int64
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		stat, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if err != nil {
+			continue
+		}
+		i := bytes.LastIndexByte(stat, ')')
+		if i < 0 {
+			continue
+		}
+		f := strings.Fields(string(stat[i+1:]))
+		// Fields after the name: state, ppid, pgrp, ..., rss (24th field overall, index 21 here) in pages.
+		if len(f) < 22 {
+			continue
+		}
+		if g, _ := strconv.Atoi(f[2]); g != pgid && pid != pgid {
+			continue
+		}
+		pages, _ := strconv.ParseInt(f[21], 10, 64)
+		total += pages * int64(os.Getpagesize())
+	}
+	return total
 }

@@ -7,10 +7,14 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 )
 
 // profilePattern matches the temporary profiles browser.Launch creates.
 const profilePattern = "saveaction-chromium-*"
+
+// staleAfter is how old an unused profile folder must be to be removed.
+const staleAfter = time.Minute
 
 // SweepReport says what a sweep removed.
 type SweepReport struct {
@@ -54,6 +58,11 @@ func SweepStaleBrowsers() SweepReport {
 		inUse[dir] = true
 	}
 	for _, d := range dirs {
+		// A young folder may belong to a browser another worker is starting
+		// right now, before its process shows the flag.
+		if st, err := os.Stat(d); err != nil || time.Since(st.ModTime()) < staleAfter {
+			continue
+		}
 		if !inUse[d] && os.RemoveAll(d) == nil {
 			rep.Profiles++
 		}
