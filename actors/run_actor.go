@@ -26,6 +26,9 @@ var (
 // in this time is treated as lost and the lease machinery takes over.
 const dbTimeout = 10 * time.Second
 
+// missingRunGrace is how long an entry's run row may take to appear.
+const missingRunGrace = 3 * time.Second
+
 // Local messages of a run actor (never cross nodes).
 type (
 	attemptStarted struct {
@@ -175,6 +178,13 @@ func (a *runActor) claim(self *actor.PID) (*persistence.Run, bool) {
 	ctx, cancel := a.dbCtx()
 	defer cancel()
 	run, err := d.Runs.Get(ctx, id)
+	// The API queues a run inside the transaction that writes it, so an
+	// entry can arrive a moment before its row is visible: look again
+	// briefly before calling the entry an orphan.
+	for wait := time.Now().Add(missingRunGrace); errors.Is(err, persistence.ErrRunNotFound) && time.Now().Before(wait); {
+		time.Sleep(25 * time.Millisecond)
+		run, err = d.Runs.Get(ctx, id)
+	}
 	if errors.Is(err, persistence.ErrRunNotFound) {
 		log.Warn("stream entry for a run that does not exist; dropped")
 		a.ack("no such run")
