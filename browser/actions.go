@@ -56,7 +56,7 @@ func (r *replay) click(ctx context.Context, a *recording.Action, run *actionRun)
 	if a.Coordinates != nil && a.CoordinatesRelativeTo == "element" {
 		off = &offset{X: a.Coordinates.X, Y: a.Coordinates.Y}
 	}
-	loc, err := r.s.locate(ctx, targetOf(a), modePoint, off)
+	loc, err := r.s.pointAt(ctx, targetOf(a), off)
 	if loc != nil {
 		run.selectorUsed = loc.Used
 	}
@@ -152,21 +152,10 @@ func (r *replay) input(ctx context.Context, a *recording.Action, run *actionRun)
 	if err != nil {
 		return err
 	}
+	// One call classifies the field and, for text, focuses it and selects
+	// its content ready to be replaced.
 	var fk fieldKind
-	if err := r.s.evalFunc(ctx, `() => {`+elementJS+`
-		const t = (el.type || '').toLowerCase();
-		if (el.tagName === 'SELECT') return { kind: 'select', type: t };
-		if (el.tagName === 'TEXTAREA') return { kind: 'text', type: 'textarea' };
-		if (el.tagName === 'INPUT') {
-			if (t === 'checkbox' || t === 'radio') return { kind: 'checkable', type: t, value: el.value };
-			if (t === 'file') return { kind: 'file', type: t };
-			if (['date','time','datetime-local','month','week','color','range'].includes(t)) return { kind: 'value', type: t };
-			if (['button','submit','reset','image','hidden'].includes(t)) return { kind: 'other', type: t };
-			return { kind: 'text', type: t };
-		}
-		if (el.isContentEditable) return { kind: 'editable', type: 'contenteditable' };
-		return { kind: 'other', type: el.tagName.toLowerCase() };
-	}`, &fk); err != nil {
+	if err := r.s.evalFunc(ctx, fieldJS, &fk); err != nil {
 		return err
 	}
 	switch fk.Kind {
@@ -190,12 +179,23 @@ func (r *replay) input(ctx context.Context, a *recording.Action, run *actionRun)
 	return r.typeText(ctx, a, value, fk.Kind == "editable")
 }
 
-// typeText focuses the located field, selects its content and replaces it
-// with value, then fires change as leaving the field would.
-func (r *replay) typeText(ctx context.Context, a *recording.Action, value string, editable bool) error {
-	if err := r.s.evalFunc(ctx, `() => {`+elementJS+`
+// fieldJS classifies the located element for an input action; text fields
+// and editable elements are focused with their content selected.
+const fieldJS = `() => {` + elementJS + `
+	const t = (el.type || '').toLowerCase();
+	let kind = 'other';
+	if (el.tagName === 'SELECT') kind = 'select';
+	else if (el.tagName === 'TEXTAREA') kind = 'text';
+	else if (el.tagName === 'INPUT') {
+		if (t === 'checkbox' || t === 'radio') return { kind: 'checkable', type: t, value: el.value };
+		if (t === 'file') kind = 'file';
+		else if (['date','time','datetime-local','month','week','color','range'].includes(t)) kind = 'value';
+		else if (['button','submit','reset','image','hidden'].includes(t)) kind = 'other';
+		else kind = 'text';
+	} else if (el.isContentEditable) kind = 'editable';
+	if (kind === 'text' || kind === 'editable') {
 		el.focus();
-		if (el.isContentEditable && el.tagName !== 'INPUT' && el.tagName !== 'TEXTAREA') {
+		if (kind === 'editable') {
 			const range = document.createRange();
 			range.selectNodeContents(el);
 			const sel = getSelection();
@@ -205,9 +205,13 @@ func (r *replay) typeText(ctx context.Context, a *recording.Action, value string
 			el.select();
 		}
 		if (document.activeElement !== el && !el.contains(document.activeElement)) throw new Error('element did not take focus');
-	}`, nil); err != nil {
-		return err
 	}
+	return { kind, type: t || el.tagName.toLowerCase() };
+}`
+
+// typeText replaces the content of the focused, selected field with value,
+// then fires change as leaving the field would.
+func (r *replay) typeText(ctx context.Context, a *recording.Action, value string, editable bool) error {
 	if value == "" {
 		del, _ := lookupKey("Delete", "")
 		if err := r.s.press(ctx, del, nil); err != nil {
@@ -408,15 +412,12 @@ func (r *replay) navigation(ctx context.Context, a *recording.Action) error {
 }
 
 func (r *replay) hover(ctx context.Context, a *recording.Action, run *actionRun) error {
-	loc, err := r.s.locate(ctx, targetOf(a), modePoint, nil)
+	loc, err := r.s.pointAt(ctx, targetOf(a), nil)
 	if loc != nil {
 		run.selectorUsed = loc.Used
 	}
 	if err != nil {
 		return err
-	}
-	if err := r.s.moveMouse(ctx, loc.X, loc.Y, 0); err != nil {
-		return fmt.Errorf("hover %s: %w", loc.Desc, err)
 	}
 	if r.opts.TimingMode == TimingRealistic && a.Duration > 0 {
 		return r.sleep(ctx, time.Duration(a.Duration*r.opts.timingScale()*float64(time.Millisecond)))
@@ -553,7 +554,7 @@ func (r *replay) modal(ctx context.Context, a *recording.Action) error {
 			break
 		}
 	}
-	if err := r.s.interrupted(ctx); err != nil {
+	if err := r.s.crashErr(); err != nil {
 		return err
 	}
 	if wantOpen {

@@ -42,16 +42,28 @@ func (r *replay) checkpoint(ctx context.Context, a *recording.Action, run *actio
 				break
 			}
 		}
-		last = r.checkOnce(cctx, a, expected, run)
+		err := r.checkOnce(cctx, a, expected, run)
 		var cf *checkFailure
-		if last == nil || (!errors.As(last, &cf) && !errors.Is(last, errNotFound) && !isContextGone(last)) {
-			return last
+		switch {
+		case err == nil:
+			return nil
+		case errors.As(err, &cf), errors.Is(err, errNotFound):
+			last = err // retry; report the latest failed expectation
+		case cctx.Err() != nil:
+			// The wait ran out during this pass; the previous pass speaks.
+		case isContextGone(err):
+			// A navigation replaced the document; look again.
+		default:
+			return err
 		}
 		if cctx.Err() != nil {
 			break
 		}
 	}
-	if err := r.s.interrupted(ctx); err != nil {
+	if last == nil {
+		last = fmt.Errorf("checkpoint %s: %w", a.CheckType, cctx.Err())
+	}
+	if err := r.s.crashErr(); err != nil {
 		return err
 	}
 	var cf *checkFailure

@@ -245,7 +245,8 @@ func (s *session) moveMouse(ctx context.Context, x, y float64, mask int) error {
 		X: x, Y: y, Modifiers: mask, Buttons: &zero})
 }
 
-// click moves to (x, y) and clicks count times with button, modifiers held.
+// click clicks count times at (x, y) with button, modifiers held. The
+// pointer is already there (pointAt moved it).
 func (s *session) click(ctx context.Context, x, y float64, button string, count int, modifiers []string) error {
 	mods, mask, err := modifierKeys(modifiers)
 	if err != nil {
@@ -256,8 +257,11 @@ func (s *session) click(ctx context.Context, x, y float64, button string, count 
 		return err
 	}
 	defer release()
-	if err := s.moveMouse(ctx, x, y, mask); err != nil {
-		return err
+	if mask != 0 {
+		// Held modifiers show on the pointer's events too.
+		if err := s.moveMouse(ctx, x, y, mask); err != nil {
+			return err
+		}
 	}
 	btn, bits := mouseButton(button)
 	if count < 1 {

@@ -214,6 +214,7 @@ const (
 	modeLocate = "locate" // find only
 	modeReady  = "ready"  // visible, enabled, stable, scrolled into view
 	modePoint  = "point"  // ready and a point that hits the element
+	modeVerify = "verify" // the remembered element kept its box and point
 )
 
 // located is what locator.js reports.
@@ -228,6 +229,16 @@ type located struct {
 	Visible bool     `json:"visible"`
 	X       float64  `json:"x"`
 	Y       float64  `json:"y"`
+	Box     *box     `json:"box"`
+	Frame   *float64 `json:"frame"` // document.timeline.currentTime when measured
+}
+
+// box is an element's bounding box in CSS pixels of the viewport.
+type box struct {
+	X      float64 `json:"x"`
+	Y      float64 `json:"y"`
+	Width  float64 `json:"width"`
+	Height float64 `json:"height"`
 }
 
 // errNotFound is wrapped by locate when no strategy matched in time.
@@ -248,6 +259,9 @@ type locateSpec struct {
 	Mode   string  `json:"mode"`
 	Offset *offset `json:"offset,omitempty"`
 	Reuse  string  `json:"reuse,omitempty"`
+	Box    *box    `json:"box,omitempty"`
+	Point  *offset `json:"point,omitempty"`
+	Frame  *float64 `json:"frame,omitempty"`
 }
 
 type offset struct {
@@ -268,6 +282,31 @@ func pollBackoff(attempt int) time.Duration {
 // locate polls until t matches an element in the given mode or ctx ends.
 // The element is remembered in the page for the action's next calls.
 func (s *session) locate(ctx context.Context, t target, mode string, off *offset) (*located, error) {
+	return s.locateWith(ctx, t, mode, off, nil)
+}
+
+// pointAt locates t for a pointer action and moves the mouse over it. The
+// element counts as stable when its box is unchanged after the move, which
+// the browser delivers with the next animation frame; the point must still
+// hit it. It returns the element located at its point, mouse there.
+func (s *session) pointAt(ctx context.Context, t target, off *offset) (*located, error) {
+	return s.locateWith(ctx, t, modePoint, off, func(loc *located) (*located, error) {
+		if err := s.moveMouse(ctx, loc.X, loc.Y, 0); err != nil {
+			return nil, err
+		}
+		var v located
+		spec := locateSpec{Mode: modeVerify, Reuse: loc.Used, Box: loc.Box, Point: &offset{X: loc.X, Y: loc.Y}, Frame: loc.Frame}
+		if err := s.evalFunc(ctx, locatorJS, &v, spec); err != nil {
+			return nil, err
+		}
+		v.Count, v.Visible = loc.Count, true
+		return &v, nil
+	})
+}
+
+// locateWith polls locator.js in mode until it reports an element that is
+// ready and then (and was) also passes check, if given.
+func (s *session) locateWith(ctx context.Context, t target, mode string, off *offset, check func(*located) (*located, error)) (*located, error) {
 	if t.empty() {
 		return nil, errors.New("action has no usable selector")
 	}
@@ -280,20 +319,23 @@ func (s *session) locate(ctx context.Context, t target, mode string, off *offset
 				break
 			}
 		}
-		var res located
-		err := s.evalFunc(ctx, locatorJS, &res, spec)
+		res := &located{}
+		err := s.evalFunc(ctx, locatorJS, res, spec)
+		if err == nil && res.State == "ok" && check != nil {
+			res, err = check(res)
+		}
 		if err == nil {
 			if res.State == "ok" {
-				return &res, nil
+				return res, nil
 			}
-			last, lastErr = &res, nil
+			last, lastErr = res, nil
 		} else if ctx.Err() != nil {
 			break
 		} else {
 			lastErr = err
 		}
 	}
-	if err := s.interrupted(ctx); err != nil {
+	if err := s.crashErr(); err != nil {
 		return nil, err
 	}
 	switch {

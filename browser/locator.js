@@ -1,7 +1,10 @@
 // Evaluated as an expression that yields one function. It locates an
 // element by a list of strategies and optionally checks that it can be
-// acted on. It has no effect on the page beyond scrolling the element into
-// view when asked to (mode "point" or "ready") and remembering the element
+// acted on: mode "locate" finds only; "ready" also requires it visible and
+// enabled and scrolls it into view; "point" also picks the point to click
+// and hit-tests it; "verify" re-checks the remembered element after the
+// pointer moved (same box, point still hits it). It has no effect on the
+// page beyond scrolling the element into view and remembering the element
 // under a private symbol for the action that follows.
 (async function (spec) {
   const KEY = Symbol.for('saveaction.element');
@@ -133,18 +136,25 @@
   if (el.matches(':disabled')) return Object.assign(out, { state: 'notready', reason: 'element is disabled' });
 
   const inView = (r) => r.top >= 0 && r.left >= 0 && r.bottom <= innerHeight && r.right <= innerWidth;
-  let r = el.getBoundingClientRect();
-  if (!inView(r)) {
+  let r2 = el.getBoundingClientRect();
+  if (spec.mode === 'verify') {
+    // Stable: the box is the one measured before the pointer moved, at
+    // least one animation frame ago (the move is delivered with a frame;
+    // when it was not, wait for one).
+    if (document.timeline.currentTime === spec.frame) {
+      await new Promise((res) => { requestAnimationFrame(() => res()); setTimeout(res, 100); });
+      r2 = el.getBoundingClientRect();
+    }
+    const b = spec.box;
+    if (r2.x !== b.x || r2.y !== b.y || r2.width !== b.width || r2.height !== b.height) {
+      return Object.assign(out, { state: 'notready', reason: 'element is not stable (moving)' });
+    }
+  } else if (!inView(r2)) {
     el.scrollIntoView({ block: 'center', inline: 'center', behavior: 'instant' });
-    r = el.getBoundingClientRect();
+    r2 = el.getBoundingClientRect();
   }
-  // Stable: the same box in this task and in the next animation frame. A
-  // page with no frames (background, throttled) falls back to a timer.
-  await new Promise((res) => { requestAnimationFrame(() => res()); setTimeout(res, 50); });
-  const r2 = el.getBoundingClientRect();
-  if (r.x !== r2.x || r.y !== r2.y || r.width !== r2.width || r.height !== r2.height) {
-    return Object.assign(out, { state: 'notready', reason: 'element is not stable (moving)' });
-  }
+  out.box = { x: r2.x, y: r2.y, width: r2.width, height: r2.height };
+  out.frame = document.timeline.currentTime;
   if (spec.mode === 'ready') return out;
 
   // Point to act at: the recorded offset inside the box, else the centre;
@@ -163,6 +173,7 @@
     cands.push([r2.left + spec.offset.x, r2.top + spec.offset.y]);
   }
   cands.push([cx, cy]);
+  if (spec.mode === 'verify') cands.splice(0, cands.length, [spec.point.x, spec.point.y]);
   for (const [x, y] of cands) {
     if (x < 0 || y < 0 || x >= innerWidth || y >= innerHeight) continue;
     if (hits(x, y)) return Object.assign(out, { x, y });

@@ -7,6 +7,7 @@ import (
 	"math"
 	"time"
 
+	"github.com/go-rod/rod/lib/proto"
 	"github.com/saveaction/runner/recording"
 )
 
@@ -15,6 +16,10 @@ import (
 // soon after the action they follow, and a failing one should not cost
 // the whole action timeout.
 const checkpointWait = 5 * time.Second
+
+// setupTimeout is the least time given to opening the browser context and
+// loading the start page.
+const setupTimeout = 30 * time.Second
 
 // Replay runs one recording in a fresh incognito context of b (one page in
 // it), closes the context at the end and returns the result. It never
@@ -83,7 +88,9 @@ func (r *replay) run(ctx context.Context, rec *recording.Recording) (res *Result
 	if r.b == nil || r.b.rod == nil || !r.b.Alive() {
 		return startFail("browser is not running", true)
 	}
-	setup, cancel := context.WithTimeout(ctx, r.opts.Timeout)
+	// Opening the context and the start page is not an action: it gets at
+	// least setupTimeout even when actions have a short timeout.
+	setup, cancel := context.WithTimeout(ctx, max(r.opts.Timeout, setupTimeout))
 	s, err := r.b.newSession(setup)
 	if err != nil {
 		cancel()
@@ -108,6 +115,8 @@ func (r *replay) run(ctx context.Context, rec *recording.Recording) (res *Result
 		cancel()
 		return startFail("start page did not load: "+plain(err.Error()), errors.Is(err, errCrashed))
 	}
+	// The page began at about:blank; history starts at the start page.
+	_ = s.do(setup, proto.PageResetNavigationHistory{})
 	cancel()
 
 	runStart := r.clock.Now()
@@ -260,6 +269,7 @@ func (r *replay) runAction(ctx context.Context, i int, a *recording.Action) Acti
 	out.Warnings = run.warnings
 
 	var se *skipError
+	var cf *checkFailure
 	var te *timeoutError
 	var nr *notReadyError
 	switch {
@@ -273,6 +283,8 @@ func (r *replay) runAction(ctx context.Context, i int, a *recording.Action) Acti
 		out.Status, out.Reason = StatusSkipped, ReasonCancelled
 	case errors.As(err, &se):
 		out.Status, out.Reason = StatusSkipped, se.reason
+	case errors.As(err, &cf):
+		out.Status, out.Error = StatusFailed, plain(err.Error())
 	case errors.Is(err, errNotFound) && (a.IsOptional || a.SkipIfNotFound):
 		out.Status, out.Reason = StatusSkipped, "optional element not found"
 	case errors.Is(err, errNotFound):

@@ -245,6 +245,14 @@ func (s *session) interrupted(ctx context.Context) error {
 	return ctx.Err()
 }
 
+// crashErr returns the crash error once the page or browser died, else nil.
+func (s *session) crashErr() error {
+	if c := s.state().crashed; c != "" {
+		return fmt.Errorf("%w: %s", errCrashed, c)
+	}
+	return nil
+}
+
 // pause waits d (real time) or until ctx ends or the session stops.
 func (s *session) pause(ctx context.Context, d time.Duration) error {
 	t := time.NewTimer(d)
