@@ -128,7 +128,7 @@ func TestActionInput(t *testing.T) {
 			status: StatusSuccess, reads: []string{value("#typed"), text("#events")}, want: []string{"hey", "input;change;"}},
 		{name: "typing delay types key by key", actions: []recording.Action{typed}, opts: realistic, status: StatusSuccess,
 			reads: []string{value("#typed"), text("#events")},
-			want: []string{"abc", "keydown:a;input;keydown:b;input;keydown:c;input;change;"}},
+			want:  []string{"abc", "keydown:a;input;keydown:b;input;keydown:c;input;change;"}},
 		{name: "typing delay is ignored in instant mode", actions: []recording.Action{typed}, status: StatusSuccess,
 			reads: []string{value("#typed"), text("#events")}, want: []string{"abc", "input;change;"}},
 		{name: "variables fill placeholders", actions: []recording.Action{input(recording.Selector{ID: "typed"}, "${USER}:${PASS}")},
@@ -293,7 +293,7 @@ func TestActionCheckpoint(t *testing.T) {
 			status: StatusSkipped, errHas: "auto checkpoint"},
 		{name: "auto checkpoint asserted on request", page: page, opts: func(o *Options) { o.AssertAutoCheckpoints = true; o.Timeout = time.Second },
 			actions: []recording.Action{{Type: recording.TypeCheckpoint, CheckType: "pageTitle", ExpectedValue: "wrong", Auto: true}},
-			status: StatusFailed, errHas: "checkpoint pageTitle failed"},
+			status:  StatusFailed, errHas: "checkpoint pageTitle failed"},
 	})
 }
 

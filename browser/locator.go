@@ -256,11 +256,11 @@ func (e *notReadyError) Error() string {
 
 type locateSpec struct {
 	target
-	Mode   string  `json:"mode"`
-	Offset *offset `json:"offset,omitempty"`
-	Reuse  string  `json:"reuse,omitempty"`
-	Box    *box    `json:"box,omitempty"`
-	Point  *offset `json:"point,omitempty"`
+	Mode   string   `json:"mode"`
+	Offset *offset  `json:"offset,omitempty"`
+	Reuse  string   `json:"reuse,omitempty"`
+	Box    *box     `json:"box,omitempty"`
+	Point  *offset  `json:"point,omitempty"`
 	Frame  *float64 `json:"frame,omitempty"`
 }
 
