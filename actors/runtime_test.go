@@ -481,3 +481,25 @@ func TestNoRunLostWhenRedisForgetsTheStream(t *testing.T) {
 		}
 	}
 }
+
+// TestMissedCancelMessageIsCaughtAtLeaseRenewal: no CancelRun reaches the
+// actor (the API node could not deliver it); the flag alone ends the run.
+func TestMissedCancelMessageIsCaughtAtLeaseRenewal(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.startWorker(workerOpts{concurrency: 1, lease: 900 * time.Millisecond})
+	id := e.createRun(e.recording(10, 1000), "realistic", nil)
+	e.waitEvent(30*time.Second, "first action", func(ev actors.Event) bool {
+		return ev.Kind == "action" && ev.RunID == id.String()
+	})
+	if _, err := e.db.NewUpdate().Model((*persistence.Run)(nil)).Set("cancel_requested_at = now()").Where("id = ?", id).Exec(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	run := e.waitRun(id, 10*time.Second)
+	if run.Status != persistence.StatusCancelled {
+		t.Fatalf("status %s, want cancelled from the lease renewal", run.Status)
+	}
+	if run.ActionsSkipped == 0 {
+		t.Fatalf("no action skipped: the run was not cut short (%+v)", run)
+	}
+}
