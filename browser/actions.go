@@ -395,7 +395,9 @@ func (r *replay) navigation(ctx context.Context, a *recording.Action) error {
 		} else if errors.Is(err, errCrashed) || !errors.Is(err, context.DeadlineExceeded) {
 			return err
 		}
-		gctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.opts.Timeout)
+		// The load we start ourselves gets a budget of its own, as the
+		// start page does: the action's timeout went on waiting.
+		gctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), max(r.opts.Timeout, setupTimeout))
 		defer cancel()
 		stop := context.AfterFunc(ctx, func() {
 			if !errors.Is(context.Cause(ctx), context.DeadlineExceeded) {
@@ -435,15 +437,21 @@ func (r *replay) scroll(ctx context.Context, a *recording.Action, run *actionRun
 	}
 	var where string
 	window := len(a.Element) == 0 || (json.Unmarshal(a.Element, &where) == nil && (where == "window" || where == "document" || where == ""))
-	script := `(x, y, onElement) => new Promise((resolve) => {
+	// Scroll events fire with the next frame. Wait for ours (listeners the
+	// page added earlier run before it), or briefly when nothing moved.
+	script := `(x, y, onElement) => new Promise((resolve, reject) => {
 		const el = onElement ? window[Symbol.for('saveaction.element')] : null;
-		if (onElement && (!el || !el.isConnected)) throw new Error('element is no longer attached');
+		if (onElement && (!el || !el.isConnected)) { reject(new Error('element is no longer attached')); return; }
+		const target = el || window;
+		const pos = () => el ? [el.scrollLeft, el.scrollTop] : [scrollX, scrollY];
+		const before = pos();
+		let timer = 0;
+		const done = () => { clearTimeout(timer); target.removeEventListener('scroll', done); setTimeout(() => resolve(pos()), 0); };
+		target.addEventListener('scroll', done);
 		if (el) el.scrollTo({ left: x, top: y, behavior: 'instant' });
 		else window.scrollTo({ left: x, top: y, behavior: 'instant' });
-		// Scroll events fire with the next frame; let handlers see it.
-		const done = () => resolve(el ? [el.scrollLeft, el.scrollTop] : [scrollX, scrollY]);
-		requestAnimationFrame(() => setTimeout(done, 0));
-		setTimeout(done, 100);
+		const after = pos();
+		timer = setTimeout(done, after[0] === before[0] && after[1] === before[1] ? 0 : 1000);
 	})`
 	if !window {
 		t, ok := targetFromJSON(a.Element)

@@ -31,7 +31,12 @@ func runActionCases(t *testing.T, cases []actionCase) {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
 			opts := quick()
-			opts.Timeout = 1500 * time.Millisecond
+			// Cases that must fail wait out their timeout; keep it short.
+			// Cases that succeed get room for a loaded machine.
+			opts.Timeout = 10 * time.Second
+			if c.status != StatusSuccess {
+				opts.Timeout = 1500 * time.Millisecond
+			}
 			if c.opts != nil {
 				c.opts(&opts)
 			}
@@ -202,7 +207,7 @@ func TestActionNavigation(t *testing.T) {
 		{name: "click waits for the link's navigation", page: fixture(), actions: []recording.Action{clickID("about-link"), nav("click", about)},
 			status: StatusSuccess, reads: []string{text("#current-page"), loads}, want: []string{"Current page: about", "navigate 2"}},
 		{name: "click that did not navigate goes there", page: fixture(), actions: []recording.Action{nav("click", contact)},
-			status: StatusSuccess, opts: func(o *Options) { o.Timeout = 300 * time.Millisecond },
+			status: StatusSuccess, opts: func(o *Options) { o.Timeout = 500 * time.Millisecond },
 			reads: []string{text("#current-page")}, want: []string{"Current page: contact"}},
 		{name: "redirect", page: fixtureURL("/redirect"), actions: []recording.Action{nav("redirect", about)}, status: StatusSuccess,
 			reads: []string{text("#current-page")}, want: []string{"Current page: about"}},

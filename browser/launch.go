@@ -75,6 +75,11 @@ type Browser struct {
 
 	closeOnce sync.Once
 	closeErr  error
+
+	// The video encoder ffmpeg offers, looked up once.
+	encoderOnce sync.Once
+	encoder     videoEncoder
+	encoderErr  error
 }
 
 // Launch starts Chromium in its own process group (guarded by leakless where

@@ -45,6 +45,8 @@ type replay struct {
 	// afterRun, when set (tests), runs against the page before its context
 	// is closed, to read the page's final state.
 	afterRun func(ctx context.Context, s *session)
+	// lookFFmpeg, when set (tests), replaces the PATH lookup of ffmpeg.
+	lookFFmpeg func() (string, error)
 }
 
 func (r *replay) run(ctx context.Context, rec *recording.Recording) (res *Result) {

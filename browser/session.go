@@ -38,6 +38,8 @@ type session struct {
 
 	mu  sync.Mutex
 	nav navState
+
+	frameSink // screencast frames for a video, when one is recorded
 }
 
 // navState counts main-frame loading events, so that waits can ask "has a
@@ -177,6 +179,11 @@ func (s *session) handle(msg *rod.Message) {
 		}
 	case "Page.domContentEventFired":
 		s.update(func(n *navState) { n.docReady = true })
+	case "Page.screencastFrame":
+		var e proto.PageScreencastFrame
+		if msg.Load(&e) {
+			s.screencastFrame(&e)
+		}
 	case "Inspector.targetCrashed":
 		s.crash("renderer crashed")
 	case "Page.javascriptDialogOpening":
