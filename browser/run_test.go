@@ -204,7 +204,7 @@ func TestBadInputNeverPanics(t *testing.T) {
 	t.Parallel()
 	b := needBrowser(t)
 	rec := newRec(fixture(),
-		recording.Action{Type: recording.TypeClick},                                // no selector
+		recording.Action{Type: recording.TypeClick},                                  // no selector
 		recording.Action{Type: recording.TypeInput, Selector: &recording.Selector{}}, // empty selector, no value
 		recording.Action{Type: recording.TypeSelect},
 		recording.Action{Type: recording.TypeScroll, Element: json.RawMessage(`{"bogus":1}`)},
