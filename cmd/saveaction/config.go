@@ -40,6 +40,7 @@ type Config struct {
 	DemoPort             int           // DEMO_PORT (dev only: the examples/ demo site, 3002)
 	BrowserMaxRuns       int           // BROWSER_MAX_RUNS (50)
 	BrowserMaxAgeMinutes int           // BROWSER_MAX_AGE_MINUTES (30)
+	BrowserMaxRSSMB      int           // BROWSER_MAX_RSS_MB (1024; 0 = no ceiling)
 }
 
 // configVars lists every variable with its default.
@@ -69,6 +70,7 @@ var configDefaults = map[string]string{
 	"DEMO_PORT":               "3002",
 	"BROWSER_MAX_RUNS":        "50",
 	"BROWSER_MAX_AGE_MINUTES": "30",
+	"BROWSER_MAX_RSS_MB":      "1024",
 }
 
 // loadConfig reads the environment, then flags of the same names from args.
@@ -129,6 +131,7 @@ func loadConfig(name string, args []string, overrides map[string]string) (*Confi
 	c.DemoPort = intVar("DEMO_PORT", 0, 65535)
 	c.BrowserMaxRuns = intVar("BROWSER_MAX_RUNS", 1, 100000)
 	c.BrowserMaxAgeMinutes = intVar("BROWSER_MAX_AGE_MINUTES", 1, 100000)
+	c.BrowserMaxRSSMB = intVar("BROWSER_MAX_RSS_MB", 0, 1<<20)
 	if c.WorkerName == "" {
 		c.WorkerName = fmt.Sprintf("worker-%d", os.Getpid())
 	}

@@ -148,9 +148,10 @@ func startWorker(ctx context.Context, b *backends, sys *actor.ActorSystem, reg *
 		Launch: func(ctx context.Context) (*browser.Browser, error) {
 			return browser.Launch(ctx, browser.LaunchOptions{Bin: bin, Headless: true})
 		},
-		MaxRuns: cfg.BrowserMaxRuns,
-		MaxAge:  time.Duration(cfg.BrowserMaxAgeMinutes) * time.Minute,
-		Metrics: m,
+		MaxRuns:     cfg.BrowserMaxRuns,
+		MaxAge:      time.Duration(cfg.BrowserMaxAgeMinutes) * time.Minute,
+		MaxRSSBytes: int64(cfg.BrowserMaxRSSMB) << 20,
+		Metrics:     m,
 	})
 	w, err := actors.StartWorker(ctx, actors.Deps{
 		System: sys, Runs: b.runs, Queue: b.queue, Pool: pool, Log: b.log, Metrics: m,
