@@ -230,7 +230,7 @@ func TestRunCtrlCCancels(t *testing.T) {
 		t.Fatalf("exit %d\n%s\n%s", code, stdout.String(), stderr.buf.String())
 	}
 	var res browser.Result
-	if err := json.Unmarshal(stdout.Bytes(), &struct{ *browser.Result }{&res}); err != nil {
+	if err := json.Unmarshal(stdout.Bytes(), &res); err != nil {
 		t.Fatal(err)
 	}
 	if res.Status != browser.RunCancelled || res.Actions[1].Reason != browser.ReasonCancelled {
