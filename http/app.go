@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync/atomic"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
@@ -83,7 +84,7 @@ type Config struct {
 }
 
 // server is the state the handlers share; it is built once by New and
-// never changed afterwards.
+// never changed afterwards, but for the limiter's back-off.
 type server struct {
 	db         *bun.DB
 	dispatcher Dispatcher
@@ -98,6 +99,8 @@ type server struct {
 	rateLimit  int
 	browsers   []string
 	clock      func() time.Time
+	// limiterOffUntil (unix ns) pauses rate limiting after a Redis failure.
+	limiterOffUntil atomic.Int64
 }
 
 func (s *server) now() time.Time { return s.clock().UTC().Truncate(time.Microsecond) }

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	nethttp "net/http"
 	"net/http/httptest"
 	"os"
@@ -334,3 +335,52 @@ func (h *harness) createRun(recID string, extra map[string]any) map[string]any {
 	}
 	return h.do("POST", "/api/v1/runs", body).must(h.t, 201).data()
 }
+
+// serve runs the app on a loopback listener, for what app.Test cannot show
+// (fasthttp's own answers, such as 413), and returns its base URL.
+func (h *harness) serve() string {
+	h.t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- h.app.Listener(ln) }()
+	h.t.Cleanup(func() {
+		if err := h.app.ShutdownWithTimeout(5 * time.Second); err != nil {
+			h.t.Error(err)
+		}
+		<-done
+	})
+	return "http://" + ln.Addr().String()
+}
+
+// doNet sends a request over the network to base.
+func (h *harness) doNet(base, method, path string, body []byte, opts ...reqOpt) resp {
+	h.t.Helper()
+	req, err := nethttp.NewRequest(method, base+path, bytes.NewReader(body))
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+h.token)
+	for _, o := range opts {
+		o(req)
+	}
+	res, err := nethttp.DefaultClient.Do(req)
+	if err != nil {
+		h.t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer res.Body.Close()
+	raw, _ := io.ReadAll(res.Body)
+	r := resp{Status: res.StatusCode, Header: res.Header, Raw: raw}
+	if len(raw) > 0 {
+		if err := json.Unmarshal(raw, &r.Body); err != nil {
+			h.t.Fatalf("not JSON: %s", raw)
+		}
+	}
+	return r
+}
+
+// client is an HTTP client for served apps.
+func (h *harness) client() *nethttp.Client { return &nethttp.Client{Timeout: 30 * time.Second} }

@@ -20,6 +20,9 @@ const (
 	// rateLimitTimeout bounds the Redis round trip; past it the request
 	// goes through (fail open).
 	rateLimitTimeout = 500 * time.Millisecond
+	// rateLimitBackoff is how long the limiter stays off after Redis failed,
+	// so that an outage costs one slow request per interval, not every one.
+	rateLimitBackoff = 5 * time.Second
 )
 
 // rateLimitToken counts the request against its token's budget for the
@@ -30,6 +33,9 @@ const (
 // the API.
 func (s *server) rateLimitToken(c *fiber.Ctx, p *principal) error {
 	if s.rateLimit < 0 || s.redis == nil {
+		return nil
+	}
+	if time.Now().UnixNano() < s.limiterOffUntil.Load() {
 		return nil
 	}
 	now := s.now()
@@ -43,7 +49,9 @@ func (s *server) rateLimitToken(c *fiber.Ctx, p *principal) error {
 	incr := pipe.Incr(ctx, key)
 	pipe.Expire(ctx, key, 2*rateWindow)
 	if _, err := pipe.Exec(ctx); err != nil {
-		s.log.Warn("rate limiter unavailable; request allowed", "requestId", s.requestID(c), "err", err)
+		s.limiterOffUntil.Store(time.Now().Add(rateLimitBackoff).UnixNano())
+		s.log.Warn("rate limiter unavailable; requests allowed unlimited for a while",
+			"requestId", s.requestID(c), "retryIn", rateLimitBackoff, "err", err)
 		return nil
 	}
 	n := incr.Val()

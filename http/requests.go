@@ -78,6 +78,8 @@ func parseCreateRun(body []byte, browsers []string) (createRunRequest, problems)
 		if _, isObj := f.object("ciMetadata"); isObj {
 			if len(v) > maxCIMetadata {
 				ps.add("ciMetadata", "must be at most %d bytes", maxCIMetadata)
+			} else if hasNULEscape(v) {
+				ps.add("ciMetadata", "must not contain \\u0000")
 			} else {
 				var buf bytes.Buffer
 				if err := json.Compact(&buf, v); err == nil {
@@ -448,6 +450,10 @@ func checkDerivedName(name, path string, ps *problems) {
 func parseRecordingData(data []byte, prefix string, ps *problems) *recording.Recording {
 	rec, err := recording.Parse(data)
 	if err == nil {
+		if hasNULEscape(data) {
+			ps.add(prefixed(prefix, rootPath), "must not contain \\u0000: NUL characters cannot be stored")
+			return nil
+		}
 		return rec
 	}
 	ve, ok := err.(*recording.ValidationError)
@@ -459,6 +465,27 @@ func parseRecordingData(data []byte, prefix string, ps *problems) *recording.Rec
 		ps.add(prefixed(prefix, p.Path), "%s", p.Message)
 	}
 	return nil
+}
+
+// hasNULEscape reports whether JSON text holds a \u0000 escape (a NUL
+// character), which PostgreSQL cannot store in jsonb or text.
+func hasNULEscape(data []byte) bool {
+	for i := 0; ; {
+		j := bytes.Index(data[i:], []byte(`u0000`))
+		if j < 0 {
+			return false
+		}
+		at := i + j
+		// An escape when preceded by an odd number of backslashes.
+		n := 0
+		for k := at - 1; k >= 0 && data[k] == '\\'; k-- {
+			n++
+		}
+		if n%2 == 1 {
+			return true
+		}
+		i = at + 1
+	}
 }
 
 // prefixed puts a recording path under prefix: "$" becomes the prefix

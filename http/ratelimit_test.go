@@ -1,0 +1,80 @@
+package http
+
+import (
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+func TestRateLimit(t *testing.T) {
+	t.Parallel()
+	// 20 s into a minute: 40 s until the window resets.
+	now := time.Date(2026, 1, 31, 7, 17, 20, 0, time.UTC)
+	clock := func() time.Time { return now }
+	h := newHarness(t, func(c *Config) { c.RateLimitPerMinute = 3; c.Now = clock })
+	// A second API node on the same Redis shares the budget.
+	cfg2 := h.cfg
+	cfg2.Registry = prometheus.NewRegistry()
+	node2, err := New(cfg2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h2 := *h
+	h2.app = node2
+
+	for i, hh := range []*harness{h, &h2, h} {
+		r := hh.do("GET", "/api/v1/runs", nil).must(t, 200)
+		if got := r.Header.Get(HeaderRateLimitRemaining); got != strconv.Itoa(2-i) {
+			t.Fatalf("request %d: remaining %q", i, got)
+		}
+		if r.Header.Get(HeaderRateLimitLimit) != "3" {
+			t.Fatalf("limit header %q", r.Header.Get(HeaderRateLimitLimit))
+		}
+		if r.Header.Get(HeaderRateLimitReset) != strconv.FormatInt(now.Truncate(time.Minute).Add(time.Minute).Unix(), 10) {
+			t.Fatalf("reset header %q", r.Header.Get(HeaderRateLimitReset))
+		}
+	}
+	r := h2.do("GET", "/api/v1/runs", nil).wantError(t, 429, CodeRateLimited)
+	if r.Header.Get("Retry-After") != "40" || r.Header.Get(HeaderRateLimitRemaining) != "0" {
+		t.Fatalf("429 headers: %v", r.Header)
+	}
+	// Health, metrics and the document are not limited, and carry no limit headers.
+	for _, p := range []string{"/api/health", "/api/health/live", "/api/health/ready", "/metrics", "/api/openapi.json"} {
+		r := h.do("GET", p, nil).must(t, 200)
+		if r.Header.Get(HeaderRateLimitLimit) != "" {
+			t.Fatalf("%s is rate limited", p)
+		}
+	}
+	// Another token of the same user has its own budget.
+	other := newToken(t, testDB, h.user.ID, []string{"runs:read"})
+	h.do("GET", "/api/v1/runs", nil, withToken(other)).must(t, 200)
+	// The next minute starts afresh.
+	later := *h
+	cfg3 := h.cfg
+	cfg3.Registry = prometheus.NewRegistry()
+	cfg3.Now = func() time.Time { return now.Add(time.Minute) }
+	if later.app, err = New(cfg3); err != nil {
+		t.Fatal(err)
+	}
+	later.do("GET", "/api/v1/runs", nil).must(t, 200)
+}
+
+func TestRateLimitFailsOpen(t *testing.T) {
+	t.Parallel()
+	down := downRedis(t)
+	h := newHarness(t, func(c *Config) { c.Redis = down; c.RateLimitPerMinute = 1 })
+	for range 3 {
+		h.do("GET", "/api/v1/runs", nil).must(t, 200)
+	}
+	logs := h.logs.String()
+	if !containsAll(logs, "rate limiter unavailable", "requestId=") {
+		t.Fatalf("fail-open not logged:\n%s", logs)
+	}
+	// After one failure the limiter backs off instead of paying the timeout on every request.
+	if n := strings.Count(logs, "rate limiter unavailable"); n != 1 {
+		t.Fatalf("logged %d times, want once", n)
+	}
+}
