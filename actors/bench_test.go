@@ -129,8 +129,9 @@ func (e *benv) createRun(data []byte, timingMode string, options map[string]any)
 // startWorker starts a coordinator with concurrency slots over a pool whose
 // shared Chromium is already launched (a worker that has been up a while),
 // so no measurement pays the first launch. stop shuts the worker down and
-// closes the pool; it also runs at cleanup.
-func (e *benv) startWorker(concurrency int) (pool *actors.Pool, warm int, stop func()) {
+// closes the pool; it also runs at cleanup. beforeStart, when set, is
+// called with the warm browser's pid just before the coordinator starts.
+func (e *benv) startWorker(concurrency int, beforeStart func(warm int)) (pool *actors.Pool, warm int, stop func()) {
 	e.tb.Helper()
 	pool = actors.NewPool(actors.PoolConfig{Launch: func(ctx context.Context) (*browser.Browser, error) {
 		return browser.Launch(ctx, browser.LaunchOptions{Headless: true})
@@ -142,6 +143,10 @@ func (e *benv) startWorker(concurrency int) (pool *actors.Pool, warm int, stop f
 	}
 	warm = h.Browser().PID()
 	h.Release(false)
+	settle(groupsOf([]int{warm}))
+	if beforeStart != nil {
+		beforeStart(warm)
+	}
 	w, err := actors.StartWorker(context.Background(), actors.Deps{
 		System: e.sys, Runs: e.runs, Queue: e.q, Pool: pool, Log: e.log, Worker: "bench-" + uuid.NewString()[:6],
 		Concurrency: concurrency, Signal: e.signal,
@@ -307,6 +312,95 @@ func checkGone(tb testing.TB, groups map[int]bool) {
 	tb.Errorf("after the pool closed, %d Chromium processes (%d zombies) remain in groups %v", m.procs, m.zombies, groups)
 }
 
+// settle waits (up to 3 s) until the process count of groups has not
+// changed for half a second: Chromium starts its helper processes after
+// Launch returns, and there is no event for it.
+func settle(groups map[int]bool) {
+	last, since := -1, time.Now()
+	for deadline := time.Now().Add(3 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		if n := groupsMemory(groups).procs; n != last {
+			last, since = n, time.Now()
+		} else if time.Since(since) >= 500*time.Millisecond {
+			return
+		}
+	}
+}
+
+// clockTick is USER_HZ, the unit of CPU times in /proc (100 on Linux).
+const clockTick = 10 * time.Millisecond
+
+// groupsCPU is the CPU time used by every live process of groups and by
+// the children they have reaped (utime+stime+cutime+cstime).
+func groupsCPU(groups map[int]bool) time.Duration {
+	var ticks int64
+	entries, _ := os.ReadDir("/proc")
+	for _, ent := range entries {
+		if _, err := strconv.Atoi(ent.Name()); err != nil {
+			continue
+		}
+		stat, err := os.ReadFile("/proc/" + ent.Name() + "/stat")
+		if err != nil {
+			continue
+		}
+		i := bytes.LastIndexByte(stat, ')')
+		if i < 0 {
+			continue
+		}
+		f := strings.Fields(string(stat[i+1:])) // state is field 3 overall, utime field 14
+		if len(f) < 15 {
+			continue
+		}
+		if g, _ := strconv.Atoi(f[2]); !groups[g] {
+			continue
+		}
+		for _, k := range f[11:15] {
+			n, _ := strconv.ParseInt(k, 10, 64)
+			ticks += n
+		}
+	}
+	return time.Duration(ticks) * clockTick
+}
+
+// selfCPU is the CPU time of this test process.
+func selfCPU() time.Duration {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// hostCPU reads the machine's total and idle CPU time from /proc/stat, to
+// tell how busy the (shared) machine was during a measurement.
+type hostCPU struct{ total, idle int64 }
+
+func readHostCPU() hostCPU {
+	raw, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return hostCPU{}
+	}
+	line, _, _ := bytes.Cut(raw, []byte("\n"))
+	f := strings.Fields(string(line)) // cpu user nice system idle iowait irq softirq steal
+	var h hostCPU
+	for i, v := range f[1:] {
+		n, _ := strconv.ParseInt(v, 10, 64)
+		if i < 8 {
+			h.total += n
+		}
+		if i == 3 || i == 4 {
+			h.idle += n
+		}
+	}
+	return h
+}
+
+// busySince is the share of the machine's CPU (all cores) in use since h, in percent.
+func (h hostCPU) busySince() float64 {
+	now := readHostCPU()
+	if now.total == h.total {
+		return 0
+	}
+	return 100 * (1 - float64(now.idle-h.idle)/float64(now.total-h.total))
+}
+
 // BenchmarkCancelLatency cancels 20 running runs, each once its second
 // action is done, the way the API does: record cancel_requested_at, then
 // Canceller.CancelRun. Latency is from the request until the run row is
@@ -325,7 +419,7 @@ func BenchmarkCancelLatency(b *testing.B) {
 
 func benchCancel(b *testing.B, opts map[string]any, n int) {
 	e := newBenv(b)
-	pool, warm, stop := e.startWorker(1)
+	pool, warm, stop := e.startWorker(1, nil)
 	warmGroup := groupsOf([]int{warm})
 	idleProcs := groupsMemory(warmGroup).procs
 	c := &actors.Canceller{System: e.sys, Runs: e.runs, Poll: 5 * time.Millisecond}
@@ -335,6 +429,7 @@ func benchCancel(b *testing.B, opts map[string]any, n int) {
 	var lat, gone []float64
 	var unconfirmed int
 
+	host := readHostCPU()
 	b.ResetTimer()
 	for i := 0; i < n; i++ {
 		id := e.createRun(rec, "realistic", opts)
@@ -384,6 +479,7 @@ func benchCancel(b *testing.B, opts map[string]any, n int) {
 		}
 	}
 	b.StopTimer()
+	busy := host.busySince()
 
 	// Renderers of cancelled contexts should be gone from the warm browser.
 	var leftProcs int
@@ -405,6 +501,7 @@ func benchCancel(b *testing.B, opts map[string]any, n int) {
 	b.ReportMetric(lat[len(lat)-1], "max-ms")
 	b.ReportMetric(float64(unconfirmed), "unconfirmed")
 	b.ReportMetric(float64(leftProcs-idleProcs), "extra-procs")
+	b.ReportMetric(busy, "host-busy-%")
 	if len(gone) > 0 {
 		slices.Sort(gone)
 		b.ReportMetric(percentile(gone, 95), "p95-gone-ms")
@@ -434,9 +531,13 @@ func benchThroughput(b *testing.B, slots, n int) {
 		ids[i] = e.createRun(rec, "instant", nil)
 		want[ids[i].String()] = true
 	}
-	b.ResetTimer()
-	start := time.Now()
-	pool, warm, stop := e.startWorker(slots)
+	var start time.Time
+	var host hostCPU
+	var cpu0, self0 time.Duration
+	pool, warm, stop := e.startWorker(slots, func(warm int) {
+		b.ResetTimer()
+		start, host, cpu0, self0 = time.Now(), readHostCPU(), groupsCPU(groupsOf([]int{warm})), selfCPU()
+	})
 	done := 0
 	deadline := time.Now().Add(100 * time.Second)
 	for done < n {
@@ -462,6 +563,8 @@ func benchThroughput(b *testing.B, slots, n int) {
 	elapsed := time.Since(start)
 	b.StopTimer()
 	groups := groupsOf(append(pool.PIDs(), warm))
+	chromeCPU, goCPU := groupsCPU(groups)-cpu0, selfCPU()-self0
+	busy := host.busySince()
 	procs := groupsMemory(groups).procs
 	stop()
 	checkGone(b, groups)
@@ -484,6 +587,9 @@ func benchThroughput(b *testing.B, slots, n int) {
 	b.ReportMetric(float64(sum)/float64(n), "ms/run")
 	b.ReportMetric(percentile(durs, 95), "p95-ms/run")
 	b.ReportMetric(ms(elapsed)/float64(n), "wall-ms/run")
+	b.ReportMetric(ms(chromeCPU)/float64(n), "chromium-cpu-ms/run")
+	b.ReportMetric(ms(goCPU)/float64(n), "go-cpu-ms/run")
+	b.ReportMetric(busy, "host-busy-%")
 	b.Logf("%d runs in %s on %d slots; Chromium processes at the end: %d", n, elapsed.Round(time.Millisecond), slots, procs)
 }
 
@@ -505,7 +611,7 @@ func BenchmarkMemoryPerRun(b *testing.B) {
 
 func benchMemory(b *testing.B, opts map[string]any, n int) {
 	e := newBenv(b)
-	pool, warm, stop := e.startWorker(n)
+	pool, warm, stop := e.startWorker(n, nil)
 	time.Sleep(time.Second) // let the idle browser settle before its baseline
 	base := groupsMemory(groupsOf([]int{warm}))
 	rec := e.recording(10, 1000)
