@@ -141,22 +141,30 @@ type fieldKind struct {
 	Kind  string `json:"kind"` // text, editable, checkable, file, select, value, other
 	Type  string `json:"type"`
 	Value string `json:"value"`
+	// Inserted is true when the text was already replaced (and input and
+	// change fired) in the same call.
+	Inserted bool `json:"inserted"`
 }
 
 func (r *replay) input(ctx context.Context, a *recording.Action, run *actionRun) error {
 	value := r.inputValue(a, run)
-	loc, err := r.s.locate(ctx, targetOf(a), modeReady, nil)
+	delay := time.Duration(a.TypingDelay * r.opts.timingScale() * float64(time.Millisecond))
+	// One call locates the field, classifies it and, for text, focuses it,
+	// selects its content and (unless typing key by key) replaces it.
+	var insert *string
+	if delay <= 0 {
+		insert = &value
+	}
+	var fk fieldKind
+	loc, err := r.s.locateThen(ctx, targetOf(a), modeReady, fieldJS, insert, &fk)
 	if loc != nil {
 		run.selectorUsed = loc.Used
 	}
 	if err != nil {
 		return err
 	}
-	// One call classifies the field and, for text, focuses it and selects
-	// its content ready to be replaced.
-	var fk fieldKind
-	if err := r.s.evalFunc(ctx, fieldJS, &fk); err != nil {
-		return err
+	if fk.Inserted {
+		return nil
 	}
 	switch fk.Kind {
 	case "checkable":
@@ -176,12 +184,16 @@ func (r *replay) input(ctx context.Context, a *recording.Action, run *actionRun)
 	case "other":
 		return fmt.Errorf("cannot type into %s (%s)", loc.Desc, fk.Type)
 	}
-	return r.typeText(ctx, a, value, fk.Kind == "editable")
+	return r.typeText(ctx, delay, value, fk.Kind == "editable")
 }
 
 // fieldJS classifies the located element for an input action; text fields
-// and editable elements are focused with their content selected.
-const fieldJS = `() => {` + elementJS + `
+// and editable elements are focused with their content selected. Given a
+// value, it replaces the selection with it as typing would (the editing
+// command fires beforeinput and input, trusted) and fires change; when the
+// editing command is unavailable it reports inserted: false and the caller
+// types through the input domain instead.
+const fieldJS = `(insert) => {` + elementJS + `
 	const t = (el.type || '').toLowerCase();
 	let kind = 'other';
 	if (el.tagName === 'SELECT') kind = 'select';
@@ -205,19 +217,28 @@ const fieldJS = `() => {` + elementJS + `
 			el.select();
 		}
 		if (document.activeElement !== el && !el.contains(document.activeElement)) throw new Error('element did not take focus');
+		if (insert !== null && insert !== undefined) {
+			const ok = insert === '' ? (el.value === '' || document.execCommand('delete')) : document.execCommand('insertText', false, insert);
+			const now = kind === 'editable' ? el.textContent : el.value;
+			if (ok && (kind === 'editable' || now === insert)) {
+				if (kind === 'text') el.dispatchEvent(new Event('change', { bubbles: true }));
+				return { kind, type: t || el.tagName.toLowerCase(), inserted: true };
+			}
+			if (kind === 'text') el.select();
+		}
 	}
 	return { kind, type: t || el.tagName.toLowerCase() };
 }`
 
 // typeText replaces the content of the focused, selected field with value,
 // then fires change as leaving the field would.
-func (r *replay) typeText(ctx context.Context, a *recording.Action, value string, editable bool) error {
+func (r *replay) typeText(ctx context.Context, delay time.Duration, value string, editable bool) error {
 	if value == "" {
 		del, _ := lookupKey("Delete", "")
 		if err := r.s.press(ctx, del, nil); err != nil {
 			return err
 		}
-	} else if delay := time.Duration(a.TypingDelay * r.opts.timingScale() * float64(time.Millisecond)); delay > 0 {
+	} else if delay > 0 {
 		for i, ch := range value {
 			if i > 0 {
 				if err := r.sleep(ctx, delay); err != nil {

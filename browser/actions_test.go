@@ -35,7 +35,7 @@ func runActionCases(t *testing.T, cases []actionCase) {
 			// Cases that succeed get room for a loaded machine.
 			opts.Timeout = 10 * time.Second
 			if c.status != StatusSuccess {
-				opts.Timeout = 1500 * time.Millisecond
+				opts.Timeout = 2 * time.Second
 			}
 			if c.opts != nil {
 				c.opts(&opts)
@@ -342,7 +342,7 @@ func TestUnsupportedAndOptional(t *testing.T) {
 	skipNF := click(recording.Selector{CSS: ".missing"})
 	skipNF.SkipIfNotFound = true
 	opts := quick()
-	opts.Timeout = 300 * time.Millisecond
+	opts.Timeout = 2 * time.Second // waited out twice; the last click needs far less
 	res, got := replayAndRead(t, newRec(fixture(), recording.Action{Type: "drag"}, opt, skipNF, clickID("click-btn")), opts, text("#click-result"))
 	wantStatus(t, res, RunPassed)
 	if a := res.Actions[0]; a.Status != StatusSkipped || a.Reason != `unsupported action type "drag"` {

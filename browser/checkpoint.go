@@ -88,7 +88,7 @@ func (r *replay) checkOnce(ctx context.Context, a *recording.Action, expected st
 			return nil, fmt.Errorf("checkpoint %s has no selector", a.CheckType)
 		}
 		var loc located
-		if err := r.s.evalFunc(ctx, locatorJS, &loc, locateSpec{target: t, Mode: modeLocate}); err != nil {
+		if err := r.s.callLocator(ctx, &loc, locateSpec{target: t, Mode: modeLocate}); err != nil {
 			return nil, err
 		}
 		if loc.State != "ok" {

@@ -231,7 +231,7 @@ func TestFixtureDynamicContent(t *testing.T) {
 func TestFixtureContinueOnError(t *testing.T) {
 	t.Parallel()
 	opts := quick()
-	opts.Timeout = time.Second
+	opts.Timeout = 2 * time.Second
 	opts.ContinueOnError = true
 	res, got := replayAndRead(t, newRec(fixture(), clickID("missing"), clickID("click-btn")), opts, text("#click-result"))
 	wantStatus(t, res, RunFailed)
@@ -251,7 +251,8 @@ var shotName = regexp.MustCompile(`^run1-chromium-\d{3}-act_\d{3}\.png$`)
 func TestFixtureScreenshots(t *testing.T) {
 	t.Parallel()
 	actions := func() []recording.Action {
-		return []recording.Action{clickID("click-btn"), clickID("missing"), clickID("load-content-btn")}
+		// The middle action fails at once (no timeout to wait out).
+		return []recording.Action{clickID("click-btn"), {Type: recording.TypeKeypress, Key: "NoSuchKey"}, clickID("load-content-btn")}
 	}
 	cases := []struct {
 		mode    string
@@ -274,7 +275,7 @@ func TestFixtureScreenshots(t *testing.T) {
 			t.Parallel()
 			dir := filepath.Join(t.TempDir(), "nested", "shots")
 			opts := quick()
-			opts.Timeout = time.Second
+			opts.Timeout = 10 * time.Second
 			opts.ContinueOnError = true
 			opts.ScreenshotMode = c.mode
 			if !c.noDir {

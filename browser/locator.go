@@ -17,6 +17,23 @@ import (
 //go:embed locator.js
 var locatorJS string
 
+// locatorRef is where each new document of a session keeps the locator
+// function (installed by installLocator), so that calls send a short
+// expression instead of the whole source.
+const locatorRef = "window[Symbol.for('saveaction.locate')]"
+
+// installLocatorJS defines the locator in every new document, before the
+// page's own scripts run; the property is hidden (a symbol, not
+// enumerable).
+var installLocatorJS = "Object.defineProperty(window, Symbol.for('saveaction.locate'), { value: " +
+	strings.TrimSpace(locatorJS) + ", configurable: true, writable: true });"
+
+// locatorMissing reports the error of calling the installed locator in a
+// document that does not have it (one that existed before installation).
+func locatorMissing(err error) bool {
+	return err != nil && strings.Contains(err.Error(), "is not a function")
+}
+
 // strategy is one way of finding an element, in the form locator.js takes.
 type strategy struct {
 	Kind    string          `json:"kind"`
@@ -231,6 +248,11 @@ type located struct {
 	Y       float64  `json:"y"`
 	Box     *box     `json:"box"`
 	Frame   *float64 `json:"frame"` // document.timeline.currentTime when measured
+
+	// Then and ThenError are the result of a follow-up script run in the
+	// same call once the element was ready (see locateThen).
+	Then      json.RawMessage `json:"then"`
+	ThenError string          `json:"thenError"`
 }
 
 // box is an element's bounding box in CSS pixels of the viewport.
@@ -285,18 +307,55 @@ func (s *session) locate(ctx context.Context, t target, mode string, off *offset
 	return s.locateWith(ctx, t, mode, off, nil)
 }
 
+// thenWrapper runs the locator and, once the element is ready, a follow-up
+// function on it in the same call, saving a round trip per action.
+const thenWrapper = `(async (spec, arg) => {
+	const out = await %s(spec);
+	if (out.state === 'ok') {
+		try { out.then = await (%s)(arg); } catch (e) { out.thenError = String(e && e.message || e); }
+	}
+	return out;
+})`
+
+// locateThen is locate followed, in the same call, by the function
+// expression then (which works on the remembered element) applied to arg;
+// its result is decoded into out. An exception in then is returned as an
+// error without retrying.
+func (s *session) locateThen(ctx context.Context, t target, mode, then string, arg, out any) (*located, error) {
+	fast := fmt.Sprintf(thenWrapper, locatorRef, then)
+	full := fmt.Sprintf(thenWrapper, "("+locatorJS+")", then)
+	loc, err := s.locateWith(ctx, t, mode, nil, nil, fast, full, arg)
+	if err != nil {
+		return loc, err
+	}
+	if loc.ThenError != "" {
+		return loc, errors.New(loc.ThenError)
+	}
+	if out != nil && len(loc.Then) > 0 {
+		if err := json.Unmarshal(loc.Then, out); err != nil {
+			return loc, fmt.Errorf("decode script result: %w", err)
+		}
+	}
+	return loc, nil
+}
+
 // pointAt locates t for a pointer action and moves the mouse over it. The
 // element counts as stable when its box is unchanged after the move, which
 // the browser delivers with the next animation frame; the point must still
 // hit it. It returns the element located at its point, mouse there.
 func (s *session) pointAt(ctx context.Context, t target, off *offset) (*located, error) {
 	return s.locateWith(ctx, t, modePoint, off, func(loc *located) (*located, error) {
-		if err := s.moveMouse(ctx, loc.X, loc.Y, 0); err != nil {
-			return nil, err
-		}
+		// The move and the check go out together: the browser holds the
+		// move for the next frame, and the check waits for that frame too.
+		moved := make(chan error, 1)
+		go func() { moved <- s.moveMouse(ctx, loc.X, loc.Y, 0) }()
 		var v located
 		spec := locateSpec{Mode: modeVerify, Reuse: loc.Used, Box: loc.Box, Point: &offset{X: loc.X, Y: loc.Y}, Frame: loc.Frame}
-		if err := s.evalFunc(ctx, locatorJS, &v, spec); err != nil {
+		err := s.callLocator(ctx, &v, spec)
+		if merr := <-moved; merr != nil {
+			return nil, merr
+		}
+		if err != nil {
 			return nil, err
 		}
 		v.Count, v.Visible = loc.Count, true
@@ -306,7 +365,32 @@ func (s *session) pointAt(ctx context.Context, t target, off *offset) (*located,
 
 // locateWith polls locator.js in mode until it reports an element that is
 // ready and then (and was) also passes check, if given.
-func (s *session) locateWith(ctx context.Context, t target, mode string, off *offset, check func(*located) (*located, error)) (*located, error) {
+// callLocator runs the locator with spec, through the installed function
+// when the document has it.
+func (s *session) callLocator(ctx context.Context, out *located, spec locateSpec) error {
+	err := s.evalFunc(ctx, locatorRef, out, spec)
+	if locatorMissing(err) {
+		err = s.evalFunc(ctx, locatorJS, out, spec)
+	}
+	return err
+}
+
+// fastFullArgs, when given, are a function expression using the installed
+// locator, the same using its source, and extra arguments: they replace the
+// plain locator call (locateThen).
+func (s *session) locateWith(ctx context.Context, t target, mode string, off *offset, check func(*located) (*located, error), fastFullArgs ...any) (*located, error) {
+	call := func(res *located, spec locateSpec) error { return s.callLocator(ctx, res, spec) }
+	if len(fastFullArgs) > 0 {
+		fast, full, extra := fastFullArgs[0].(string), fastFullArgs[1].(string), fastFullArgs[2:]
+		call = func(res *located, spec locateSpec) error {
+			args := append([]any{spec}, extra...)
+			err := s.evalFunc(ctx, fast, res, args...)
+			if locatorMissing(err) {
+				err = s.evalFunc(ctx, full, res, args...)
+			}
+			return err
+		}
+	}
 	if t.empty() {
 		return nil, errors.New("action has no usable selector")
 	}
@@ -320,7 +404,7 @@ func (s *session) locateWith(ctx context.Context, t target, mode string, off *of
 			}
 		}
 		res := &located{}
-		err := s.evalFunc(ctx, locatorJS, res, spec)
+		err := call(res, spec)
 		if err == nil && res.State == "ok" && check != nil {
 			res, err = check(res)
 		}

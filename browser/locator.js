@@ -138,13 +138,13 @@
   const inView = (r) => r.top >= 0 && r.left >= 0 && r.bottom <= innerHeight && r.right <= innerWidth;
   let r2 = el.getBoundingClientRect();
   if (spec.mode === 'verify') {
-    // Stable: the box is the one measured before the pointer moved, at
-    // least one animation frame ago (the move is delivered with a frame;
-    // when it was not, wait for one).
-    if (document.timeline.currentTime === spec.frame) {
+    // Stable: the box is the one measured at least one animation frame
+    // ago. The pointer move sent alongside is delivered at the start of
+    // that frame, before its animation-frame callbacks.
+    for (let i = 0; i < 3 && document.timeline.currentTime === spec.frame; i++) {
       await new Promise((res) => { requestAnimationFrame(() => res()); setTimeout(res, 100); });
-      r2 = el.getBoundingClientRect();
     }
+    r2 = el.getBoundingClientRect();
     const b = spec.box;
     if (r2.x !== b.x || r2.y !== b.y || r2.width !== b.width || r2.height !== b.height) {
       return Object.assign(out, { state: 'notready', reason: 'element is not stable (moving)' });

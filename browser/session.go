@@ -91,13 +91,19 @@ func (b *Browser) newSession(ctx context.Context) (*session, error) {
 	s.sid = att.SessionID
 	s.mu.Unlock()
 	c := s.client(ctx)
-	for _, req := range []interface{ Call(proto.Client) error }{
+	type caller interface {
+		Call(proto.Client) error
+	}
+	for _, req := range []caller{
 		proto.PageEnable{},
 		proto.EmulationSetFocusEmulationEnabled{Enabled: true},
 	} {
 		if err := req.Call(c); err != nil {
 			return nil, fmt.Errorf("%w: set up page: %s", errCrashed, cdpMessage(err))
 		}
+	}
+	if _, err := (proto.PageAddScriptToEvaluateOnNewDocument{Source: installLocatorJS}).Call(c); err != nil {
+		return nil, fmt.Errorf("%w: set up page: %s", errCrashed, cdpMessage(err))
 	}
 	ok = true
 	return s, nil
