@@ -8,6 +8,7 @@ import (
 	"math"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"unicode/utf8"
 
@@ -79,7 +80,12 @@ func jsonErrText(err error) string {
 	return strings.TrimPrefix(msg, "json: ")
 }
 
+// path names member key: base.key, or base["key"] when the key is empty or
+// would read as path syntax.
 func (f fields) path(key string) string {
+	if key == "" || strings.ContainsAny(key, ".[]\" \t\n") || !utf8.ValidString(key) {
+		return f.base + "[" + strconv.Quote(key) + "]"
+	}
 	if f.base == "" {
 		return key
 	}

@@ -132,23 +132,23 @@ func TestUnauthorized(t *testing.T) {
 	ctx := context.Background()
 	well := persistence.TokenPrefix + strings.Repeat("ab", 32)
 
-	revoked := newToken(t, testDB, h.user.ID, persistence.AllScopes)
-	tok, err := persistence.AuthenticateToken(ctx, testDB, revoked, time.Now())
+	revoked := newToken(t, testDB(), h.user.ID, persistence.AllScopes)
+	tok, err := persistence.AuthenticateToken(ctx, testDB(), revoked, time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := persistence.RevokeToken(ctx, testDB, h.user.ID, tok.ID, time.Now()); err != nil {
+	if _, err := persistence.RevokeToken(ctx, testDB(), h.user.ID, tok.ID, time.Now()); err != nil {
 		t.Fatal(err)
 	}
 	soon := time.Now().Add(time.Hour)
-	expiring, _, err := persistence.CreateToken(ctx, testDB, h.user.ID, "short", persistence.AllScopes, &soon)
+	expiring, _, err := persistence.CreateToken(ctx, testDB(), h.user.ID, "short", persistence.AllScopes, &soon)
 	if err != nil {
 		t.Fatal(err)
 	}
 	hLater := newHarness(t, func(c *Config) { c.Now = func() time.Time { return time.Now().Add(2 * time.Hour) } })
 
-	gone, goneTok := newUser(t, testDB, persistence.AllScopes)
-	if _, err := testDB.NewUpdate().Model((*persistence.User)(nil)).Set("deleted_at = now()").Where("id = ?", gone.ID).Exec(ctx); err != nil {
+	gone, goneTok := newUser(t, testDB(), persistence.AllScopes)
+	if _, err := testDB().NewUpdate().Model((*persistence.User)(nil)).Set("deleted_at = now()").Where("id = ?", gone.ID).Exec(ctx); err != nil {
 		t.Fatal(err)
 	}
 
@@ -210,7 +210,7 @@ func TestScopes(t *testing.T) {
 	}
 	tokens := map[string]string{}
 	for _, s := range persistence.AllScopes {
-		tokens[s] = newToken(t, testDB, h.user.ID, []string{s})
+		tokens[s] = newToken(t, testDB(), h.user.ID, []string{s})
 	}
 	for _, rt := range routes {
 		for _, s := range persistence.AllScopes {

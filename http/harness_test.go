@@ -32,38 +32,46 @@ const (
 	redisServer = "127.0.0.1:6379"
 )
 
-// testDB is the database of this test package, made by TestMain: every
-// test works as a user of its own, so tests share it and run in parallel.
-var testDB *bun.DB
-
-func TestMain(m *testing.M) {
-	os.Exit(runTests(m))
+// The database of this test package is made on first use (fuzz workers
+// never need one) and dropped by TestMain: every test works as a user of
+// its own, so tests share it and run in parallel.
+var shared struct {
+	once sync.Once
+	dsn  string
+	db   *bun.DB
+	err  error
 }
 
-func runTests(m *testing.M) int {
-	ctx := context.Background()
-	dsn := fmt.Sprintf(pgServer, "sa_test_http_"+randomHex(6))
-	if err := persistence.EnsureDatabase(ctx, dsn); err != nil {
-		fmt.Fprintln(os.Stderr, "create test database:", err)
-		return 1
+// testDB() returns the package's migrated test database.
+func testDB() *bun.DB {
+	shared.once.Do(func() {
+		ctx := context.Background()
+		shared.dsn = fmt.Sprintf(pgServer, "sa_test_http_"+randomHex(6))
+		if shared.err = persistence.EnsureDatabase(ctx, shared.dsn); shared.err != nil {
+			return
+		}
+		if shared.db, shared.err = persistence.Open(ctx, shared.dsn); shared.err != nil {
+			return
+		}
+		shared.err = persistence.MigrateUp(ctx, shared.db, io.Discard)
+	})
+	if shared.err != nil {
+		panic(fmt.Sprintf("test database: %v", shared.err))
 	}
-	defer func() {
-		if err := persistence.DropDatabase(context.Background(), dsn); err != nil {
+	return shared.db
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if shared.dsn != "" {
+		if shared.db != nil {
+			_ = shared.db.Close()
+		}
+		if err := persistence.DropDatabase(context.Background(), shared.dsn); err != nil {
 			fmt.Fprintln(os.Stderr, "drop test database:", err)
 		}
-	}()
-	db, err := persistence.Open(ctx, dsn)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
 	}
-	defer db.Close()
-	if err := persistence.MigrateUp(ctx, db, io.Discard); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	testDB = db
-	return m.Run()
+	os.Exit(code)
 }
 
 func randomHex(n int) string {
@@ -98,7 +106,7 @@ func newHarness(t testing.TB, opts ...harnessOption) *harness {
 	logs := &syncBuffer{}
 	h := &harness{t: t, rdb: rdb, queue: q, registry: prometheus.NewRegistry(), logs: logs}
 	h.cfg = Config{
-		DB: testDB, Dispatcher: q, Redis: rdb, RedisPrefix: prefix,
+		DB: testDB(), Dispatcher: q, Redis: rdb, RedisPrefix: prefix,
 		Logger:   slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		Registry: h.registry, Version: "test", RateLimitPerMinute: 10000,
 	}
@@ -110,7 +118,7 @@ func newHarness(t testing.TB, opts ...harnessOption) *harness {
 		t.Fatal(err)
 	}
 	h.app = app
-	h.user, h.token = newUser(t, testDB, persistence.AllScopes)
+	h.user, h.token = newUser(t, testDB(), persistence.AllScopes)
 	return h
 }
 

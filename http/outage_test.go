@@ -58,11 +58,11 @@ func TestQueueUnavailableLeavesNoRun(t *testing.T) {
 		t.Fatalf("driver internals leaked: %s", r.Raw)
 	}
 	ctx := context.Background()
-	n, err := testDB.NewSelect().Model((*persistence.Run)(nil)).Where("user_id = ?", h.user.ID).Count(ctx)
+	n, err := testDB().NewSelect().Model((*persistence.Run)(nil)).Where("user_id = ?", h.user.ID).Count(ctx)
 	if err != nil || n != 0 {
 		t.Fatalf("%d runs left behind (%v)", n, err)
 	}
-	n, err = testDB.NewSelect().Model((*persistence.RunAction)(nil)).
+	n, err = testDB().NewSelect().Model((*persistence.RunAction)(nil)).
 		Where("run_id IN (SELECT id FROM runs WHERE user_id = ?)", h.user.ID).Count(ctx)
 	if err != nil || n != 0 {
 		t.Fatalf("%d actions left behind (%v)", n, err)

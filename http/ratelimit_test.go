@@ -49,7 +49,7 @@ func TestRateLimit(t *testing.T) {
 		}
 	}
 	// Another token of the same user has its own budget.
-	other := newToken(t, testDB, h.user.ID, []string{"runs:read"})
+	other := newToken(t, testDB(), h.user.ID, []string{"runs:read"})
 	h.do("GET", "/api/v1/runs", nil, withToken(other)).must(t, 200)
 	// The next minute starts afresh.
 	later := *h

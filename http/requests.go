@@ -183,12 +183,14 @@ func checkVariables(vars map[string]string, known []string) problems {
 			if len(known) == 0 {
 				ps.add("variables."+name, "the recording takes no variables")
 			} else {
-				ps.add("variables."+name, "not a variable of the recording (it takes: %s)", strings.Join(known, ", "))
+				ps.add(variablePath(name), "not a variable of the recording (it takes: %s)", strings.Join(known, ", "))
 			}
 		}
 	}
 	return ps
 }
+
+func variablePath(name string) string { return fields{base: "variables"}.path(name) }
 
 // checkIdempotencyKey validates an Idempotency-Key header value.
 func checkIdempotencyKey(k string) problems {
@@ -440,6 +442,10 @@ func parseRecordingUpload(body []byte) (recordingUpload, problems) {
 
 // checkDerivedName checks a name taken from the recording's testName.
 func checkDerivedName(name, path string, ps *problems) {
+	if name == "" {
+		ps.add(path, "must not be blank (it becomes the name; give a name to override)")
+		return
+	}
 	if msg := textProblem(name, maxNameLen); msg != "" {
 		ps.add(path, "%s (it becomes the name; give a name to override)", msg)
 	}

@@ -61,7 +61,7 @@ func TestCreateRunDefaultsAndOptions(t *testing.T) {
 	}
 	// The columns follow the options (the worker and the list filters read them).
 	var row persistence.Run
-	if err := testDB.NewSelect().Model(&row).Where("id = ?", custom["id"]).Scan(context.Background()); err != nil {
+	if err := testDB().NewSelect().Model(&row).Where("id = ?", custom["id"]).Scan(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	if row.Headless || row.Timeout != 1000 || !row.VideoEnabled || !row.ScreenshotEnabled || row.ScreenshotMode != "always" ||
@@ -131,7 +131,7 @@ func TestVariableValuesNeverReturned(t *testing.T) {
 	}
 	// The worker finds the value in the row.
 	var row persistence.Run
-	if err := testDB.NewSelect().Model(&row).Where("id = ?", id).Scan(context.Background()); err != nil {
+	if err := testDB().NewSelect().Model(&row).Where("id = ?", id).Scan(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	if row.Variables["LOGIN_PASSWORD"] != "hunter2-secret" {
@@ -315,7 +315,7 @@ func (f *fakeCanceller) CancelRun(ctx context.Context, run *persistence.Run, tim
 	if !f.confirm {
 		return false, nil
 	}
-	runs := &persistence.Runs{DB: testDB}
+	runs := &persistence.Runs{DB: testDB()}
 	if err := runs.Cancel(ctx, run.ID, persistence.StatusRunning, run.Attempt); err != nil {
 		return false, err
 	}
@@ -325,7 +325,7 @@ func (f *fakeCanceller) CancelRun(ctx context.Context, run *persistence.Run, tim
 // startRun moves a queued run to running as a worker would.
 func startRun(t *testing.T, id string) {
 	t.Helper()
-	runs := &persistence.Runs{DB: testDB}
+	runs := &persistence.Runs{DB: testDB()}
 	_, err := runs.StartAttempt(context.Background(), uuid.MustParse(id), persistence.StatusQueued, 0,
 		persistence.Owner{Worker: "worker-test"}, time.Now().Add(time.Minute))
 	if err != nil {
@@ -349,7 +349,7 @@ func TestCancelQueuedRun(t *testing.T) {
 	}
 	h.do("POST", "/api/v1/runs/"+id+"/cancel", nil).wantError(t, 400, CodeInvalidRunStatus)
 	// A finished run never changes: a worker that still holds it cannot start it.
-	runs := &persistence.Runs{DB: testDB}
+	runs := &persistence.Runs{DB: testDB()}
 	if _, err := runs.StartAttempt(context.Background(), uuid.MustParse(id), persistence.StatusQueued, 0, persistence.Owner{}, time.Now()); !errors.Is(err, persistence.ErrStale) {
 		t.Fatalf("start after cancel: %v", err)
 	}
@@ -407,7 +407,7 @@ func TestCancelRunningRun(t *testing.T) {
 			t.Fatalf("run: %v", got)
 		}
 		// The worker learns of it at its next lease renewal.
-		runs := &persistence.Runs{DB: testDB}
+		runs := &persistence.Runs{DB: testDB()}
 		lease, err := runs.RenewLease(context.Background(), uuid.MustParse(id), 1, time.Now().Add(time.Minute))
 		if err != nil || !lease.CancelRequested {
 			t.Fatalf("lease %+v, %v", lease, err)
@@ -426,7 +426,7 @@ func TestRetryRun(t *testing.T) {
 	h.do("POST", "/api/v1/runs/"+src+"/retry", nil).wantError(t, 400, CodeInvalidRunStatus)
 	startRun(t, src)
 	h.do("POST", "/api/v1/runs/"+src+"/retry", nil).wantError(t, 400, CodeInvalidRunStatus)
-	runs := &persistence.Runs{DB: testDB}
+	runs := &persistence.Runs{DB: testDB()}
 	if err := runs.Finish(context.Background(), uuid.MustParse(src), 1, persistence.Outcome{Status: persistence.StatusFailed, CompletedAt: time.Now(), ErrorMessage: "element not found"}); err != nil {
 		t.Fatal(err)
 	}
@@ -440,7 +440,7 @@ func TestRetryRun(t *testing.T) {
 		t.Fatalf("retry differs:\n%v\n%v", a, b)
 	}
 	var row persistence.Run
-	if err := testDB.NewSelect().Model(&row).Where("id = ?", retry["id"]).Scan(context.Background()); err != nil {
+	if err := testDB().NewSelect().Model(&row).Where("id = ?", retry["id"]).Scan(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	if row.Variables["LOGIN_PASSWORD"] != "pw" || row.Timeout != 5000 || !row.ContinueOnError {
@@ -471,7 +471,7 @@ func TestDeleteRun(t *testing.T) {
 		h.do("GET", "/api/v1/runs/"+id, nil).wantError(t, 404, CodeRunNotFound)
 		h.do("DELETE", "/api/v1/runs/"+id, nil).wantError(t, 404, CodeRunNotFound)
 		var row persistence.Run
-		if err := testDB.NewSelect().Model(&row).Where("id = ?", id).Scan(context.Background()); err != nil {
+		if err := testDB().NewSelect().Model(&row).Where("id = ?", id).Scan(context.Background()); err != nil {
 			t.Fatal(err)
 		}
 		if row.Status != persistence.StatusCancelled || row.DeletedAt == nil {

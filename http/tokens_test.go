@@ -28,7 +28,7 @@ func TestTokens(t *testing.T) {
 	if fmt.Sprint(d["scopes"]) != fmt.Sprint(persistence.AllScopes) {
 		t.Fatalf("default scopes %v", d["scopes"])
 	}
-	manager := newToken(t, testDB, h.user.ID, []string{persistence.ScopeTokensManage})
+	manager := newToken(t, testDB(), h.user.ID, []string{persistence.ScopeTokensManage})
 	r := h.do("POST", "/api/v1/tokens", map[string]any{"name": "up", "scopes": []string{"runs:execute"}}, withToken(manager)).
 		wantError(t, 403, CodeInsufficientScope)
 	if !strings.Contains(string(r.Raw), "runs:execute") {

@@ -144,6 +144,7 @@ func AuthenticateToken(ctx context.Context, db bun.IDB, plaintext string, now ti
 	if !WellFormedToken(plaintext) {
 		return nil, ErrTokenInvalid
 	}
+	now = now.UTC().Truncate(time.Microsecond) // what PostgreSQL keeps
 	tok := new(APIToken)
 	err := db.NewSelect().Model(tok).
 		Where("token_hash = ?", HashToken(plaintext)).
