@@ -129,48 +129,20 @@ func arrayStrategies(entries []recording.SelectorEntry) []strategy {
 }
 
 func legacyStrategies(sel *recording.Selector) ([]strategy, string) {
-	order := sel.Priority
-	if len(order) == 0 {
-		order = recording.DefaultPriority
-	}
-	seen := map[string]bool{}
 	var out []strategy
-	for _, key := range order {
-		if seen[key] {
-			continue
-		}
-		seen[key] = true
+	for _, key := range recording.SelectorOrder(sel) {
 		kind, ok := legacyKinds[key]
 		if !ok {
 			continue
 		}
 		var v any
-		switch key {
-		case "id":
-			v = sel.ID
-		case "dataTestId":
-			v = sel.DataTestID
-		case "ariaLabel":
-			v = sel.AriaLabel
-		case "name":
-			v = sel.Name
-		case "css":
-			v = sel.CSS
-		case "xpath":
-			v = sel.XPath
-		case "xpathAbsolute":
-			v = sel.XPathAbsolute
-		case "text":
-			v = sel.Text
-		case "textContains":
-			v = sel.TextContains
-		case "position":
-			if sel.Position != nil && sel.Position.Parent != "" {
-				v = sel.Position
+		if key == "position" {
+			if sel.Position == nil || sel.Position.Parent == "" {
+				continue
 			}
-		}
-		if v == nil || v == "" {
-			continue
+			v = sel.Position
+		} else {
+			v, _ = sel.StrategyValue(key)
 		}
 		out = append(out, strategy{Kind: kind, Value: v, Label: key})
 	}
