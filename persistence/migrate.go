@@ -18,9 +18,9 @@ func newMigrator(db *bun.DB) (*migrate.Migrator, error) {
 	return migrate.NewMigrator(db, ms, migrate.WithMarkAppliedOnSuccess(true)), nil
 }
 
-// MigrateUp applies every pending migration, under bun's migration lock so
-// several nodes starting at once do not race. Applied migrations are listed on out.
-func MigrateUp(ctx context.Context, db *bun.DB, out io.Writer) error {
+// withLockedMigrator runs fn under bun's migration lock, so several nodes
+// starting at once do not race.
+func withLockedMigrator(ctx context.Context, db *bun.DB, fn func(*migrate.Migrator) error) error {
 	m, err := newMigrator(db)
 	if err != nil {
 		return err
@@ -32,41 +32,39 @@ func MigrateUp(ctx context.Context, db *bun.DB, out io.Writer) error {
 		return fmt.Errorf("lock migrations: %w", err)
 	}
 	defer func() { _ = m.Unlock(context.WithoutCancel(ctx)) }()
-	group, err := m.Migrate(ctx)
-	if err != nil {
-		return fmt.Errorf("migrate up: %w", err)
-	}
-	if group.IsZero() {
-		fmt.Fprintln(out, "database is up to date")
+	return fn(m)
+}
+
+// MigrateUp applies every pending migration; applied ones are listed on out.
+func MigrateUp(ctx context.Context, db *bun.DB, out io.Writer) error {
+	return withLockedMigrator(ctx, db, func(m *migrate.Migrator) error {
+		group, err := m.Migrate(ctx)
+		if err != nil {
+			return fmt.Errorf("migrate up: %w", err)
+		}
+		if group.IsZero() {
+			fmt.Fprintln(out, "database is up to date")
+			return nil
+		}
+		fmt.Fprintf(out, "migrated to %s\n", group)
 		return nil
-	}
-	fmt.Fprintf(out, "migrated to %s\n", group)
-	return nil
+	})
 }
 
 // MigrateDown rolls back the last group of migrations.
 func MigrateDown(ctx context.Context, db *bun.DB, out io.Writer) error {
-	m, err := newMigrator(db)
-	if err != nil {
-		return err
-	}
-	if err := m.Init(ctx); err != nil {
-		return fmt.Errorf("init migrations table: %w", err)
-	}
-	if err := m.Lock(ctx); err != nil {
-		return fmt.Errorf("lock migrations: %w", err)
-	}
-	defer func() { _ = m.Unlock(context.WithoutCancel(ctx)) }()
-	group, err := m.Rollback(ctx)
-	if err != nil {
-		return fmt.Errorf("migrate down: %w", err)
-	}
-	if group.IsZero() {
-		fmt.Fprintln(out, "nothing to roll back")
+	return withLockedMigrator(ctx, db, func(m *migrate.Migrator) error {
+		group, err := m.Rollback(ctx)
+		if err != nil {
+			return fmt.Errorf("migrate down: %w", err)
+		}
+		if group.IsZero() {
+			fmt.Fprintln(out, "nothing to roll back")
+			return nil
+		}
+		fmt.Fprintf(out, "rolled back %s\n", group)
 		return nil
-	}
-	fmt.Fprintf(out, "rolled back %s\n", group)
-	return nil
+	})
 }
 
 // MigrateStatus prints each migration and whether it is applied.

@@ -13,6 +13,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/asynkron/protoactor-go/actor"
+
 	"github.com/saveaction/runner/actors"
 	"github.com/saveaction/runner/examples"
 	"github.com/saveaction/runner/persistence"
@@ -111,56 +113,59 @@ func isConfigFlag(a string) bool {
 	return ok && strings.HasPrefix(a, "-")
 }
 
-func apiCmd(ctx context.Context, args []string) error {
-	cfg, _, err := loadConfig("api", args, nil)
+// startNode opens the backends of a long-running node and makes it an
+// actor remote node, so cancel messages can cross between API and workers.
+func startNode(ctx context.Context, name string, args []string) (*backends, *actor.ActorSystem, error) {
+	cfg, _, err := loadConfig(name, args, nil)
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
 	log := newLogger(cfg, os.Stderr)
+	if name == "worker" {
+		log = log.With("worker", cfg.WorkerName)
+	}
 	b, err := openBackends(ctx, cfg, log)
+	if err != nil {
+		return nil, nil, err
+	}
+	sys := actors.NewSystem(log)
+	_, addr, err := actors.StartRemote(sys, cfg.ActorHost, cfg.ActorPort, cfg.ActorAdvertised)
+	if err != nil {
+		b.Close()
+		return nil, nil, err
+	}
+	log.Info("actor node started", "address", addr)
+	return b, sys, nil
+}
+
+func apiCmd(ctx context.Context, args []string) error {
+	b, sys, err := startNode(ctx, "api", args)
 	if err != nil {
 		return err
 	}
 	defer b.Close()
-	sys := actors.NewSystem(log)
-	if _, addr, err := actors.StartRemote(sys, cfg.ActorHost, cfg.ActorPort, cfg.ActorAdvertised); err != nil {
-		return err
-	} else {
-		log.Info("actor node started", "address", addr)
-	}
 	app, _, err := startAPI(b, &actors.Canceller{System: sys, Runs: b.runs}, newRegistry())
 	if err != nil {
 		return err
 	}
 	<-ctx.Done()
-	log.Info("shutting down API")
+	b.log.Info("shutting down API")
 	return app.ShutdownWithTimeout(10 * time.Second)
 }
 
 func workerCmd(ctx context.Context, args []string) error {
-	cfg, _, err := loadConfig("worker", args, nil)
-	if err != nil {
-		return err
-	}
-	log := newLogger(cfg, os.Stderr).With("worker", cfg.WorkerName)
-	b, err := openBackends(ctx, cfg, log)
+	b, sys, err := startNode(ctx, "worker", args)
 	if err != nil {
 		return err
 	}
 	defer b.Close()
-	sys := actors.NewSystem(log)
-	if _, addr, err := actors.StartRemote(sys, cfg.ActorHost, cfg.ActorPort, cfg.ActorAdvertised); err != nil {
-		return err
-	} else {
-		log.Info("actor node started", "address", addr)
-	}
 	n, err := startWorker(ctx, b, sys, newRegistry(), true)
 	if err != nil {
 		return err
 	}
 	<-ctx.Done()
-	log.Info("shutting down worker", "grace", cfg.ShutdownGrace)
-	n.stop(log, cfg.ShutdownGrace)
+	b.log.Info("shutting down worker", "grace", b.cfg.ShutdownGrace)
+	n.stop(b.log, b.cfg.ShutdownGrace)
 	return nil
 }
 
