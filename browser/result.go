@@ -51,7 +51,7 @@ type ActionResult struct {
 	DurationMs  int64     `json:"durationMs"`
 	// SelectorUsed names the strategy that located the element, such as
 	// "id", "css" or "selectors[2]:name"; empty when no element was needed.
-	SelectorUsed string `json:"selectorUsed,omitempty"`
+	SelectorUsed string `json:"selectorUsed"`
 	// Error is the message of a failed or timed-out action.
 	Error string `json:"error"`
 	// Reason says why an action was skipped.
@@ -61,17 +61,22 @@ type ActionResult struct {
 	ScreenshotPath string `json:"screenshotPath"`
 }
 
-// MarshalJSON writes empty error, reason and screenshotPath as null and
-// warnings as an array, as REPLAY.md §6 shows.
+// MarshalJSON writes empty selectorUsed, error, reason and screenshotPath
+// (and the times of an action that never started) as null and warnings as
+// an array, as REPLAY.md §6 shows.
 func (r ActionResult) MarshalJSON() ([]byte, error) {
 	type plain ActionResult
 	out := struct {
 		plain
-		Error          *string  `json:"error"`
-		Reason         *string  `json:"reason"`
-		Warnings       []string `json:"warnings"`
-		ScreenshotPath *string  `json:"screenshotPath"`
-	}{plain: plain(r), Error: nullable(r.Error), Reason: nullable(r.Reason),
+		StartedAt      *time.Time `json:"startedAt"`
+		CompletedAt    *time.Time `json:"completedAt"`
+		SelectorUsed   *string    `json:"selectorUsed"`
+		Error          *string    `json:"error"`
+		Reason         *string    `json:"reason"`
+		Warnings       []string   `json:"warnings"`
+		ScreenshotPath *string    `json:"screenshotPath"`
+	}{plain: plain(r), StartedAt: nullableTime(r.StartedAt), CompletedAt: nullableTime(r.CompletedAt),
+		SelectorUsed: nullable(r.SelectorUsed), Error: nullable(r.Error), Reason: nullable(r.Reason),
 		Warnings: r.Warnings, ScreenshotPath: nullable(r.ScreenshotPath)}
 	if out.Warnings == nil {
 		out.Warnings = []string{}
@@ -135,6 +140,14 @@ func (r Result) MarshalJSON() ([]byte, error) {
 		out.Screenshots = []string{}
 	}
 	return json.Marshal(out)
+}
+
+func nullableTime(t time.Time) *time.Time {
+	if t.IsZero() {
+		return nil
+	}
+	t = t.UTC()
+	return &t
 }
 
 func nullable(s string) *string {

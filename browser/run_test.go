@@ -287,8 +287,9 @@ func TestRendererCrashIsReportedAsCrash(t *testing.T) {
 
 func TestResultJSON(t *testing.T) {
 	t.Parallel()
-	res := &Result{Status: RunFailed, ActionsTotal: 1, Actions: []ActionResult{{ActionID: "act_001", ActionType: "click",
-		Status: StatusSuccess, SelectorUsed: "id"}}}
+	res := &Result{Status: RunFailed, ActionsTotal: 2, Actions: []ActionResult{{ActionID: "act_001", ActionType: "click",
+		Status: StatusSuccess, SelectorUsed: "id"}, {ActionID: "act_002", ActionType: "click", Index: 1, Status: StatusSkipped,
+		Reason: ReasonPreviousFailed, StartedAt: time.Date(2026, 1, 31, 7, 17, 38, 112e6, time.UTC)}}}
 	data, err := json.Marshal(res)
 	if err != nil {
 		t.Fatal(err)
@@ -307,13 +308,17 @@ func TestResultJSON(t *testing.T) {
 		t.Errorf("video/screenshots: %s", data)
 	}
 	a := m["actions"].([]any)[0].(map[string]any)
-	for _, k := range []string{"error", "reason", "screenshotPath"} {
+	for _, k := range []string{"error", "reason", "screenshotPath", "startedAt", "completedAt"} {
 		if v, ok := a[k]; !ok || v != nil {
 			t.Errorf("action %q = %v (present %v), want null", k, v, ok)
 		}
 	}
 	if a["index"] != 0.0 || a["selectorUsed"] != "id" || len(a["warnings"].([]any)) != 0 {
 		t.Errorf("action %s", data)
+	}
+	b := m["actions"].([]any)[1].(map[string]any)
+	if b["selectorUsed"] != nil || b["reason"] != ReasonPreviousFailed || b["startedAt"] != "2026-01-31T07:17:38.112Z" {
+		t.Errorf("second action %v", b)
 	}
 }
 
