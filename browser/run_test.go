@@ -456,3 +456,40 @@ func TestSweepStaleProfiles(t *testing.T) {
 		}
 	}
 }
+
+// killObserver kills the browser process when the given action starts.
+type killObserver struct {
+	b  *Browser
+	at int
+}
+
+func (o *killObserver) ActionStarted(i int, _ *recording.Action) {
+	if i == o.at {
+		killTree(o.b.PID())
+	}
+}
+func (o *killObserver) ActionDone(ActionResult) {}
+
+func TestBrowserDeathIsReportedAsCrash(t *testing.T) {
+	t.Parallel()
+	needBrowser(t)
+	b, err := Launch(context.Background(), LaunchOptions{Headless: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	opts := quick()
+	opts.Timeout = 20 * time.Second
+	start := time.Now()
+	res := b.Replay(context.Background(), newRec(fixture(), clickID("click-btn"), clickID("never-appears"), clickID("click-btn")),
+		opts, &killObserver{b: b, at: 1})
+	if !res.Crashed || res.Status != RunFailed || !strings.Contains(res.ErrorMessage, "crashed") {
+		t.Fatalf("crashed %v status %s: %s%s", res.Crashed, res.Status, res.ErrorMessage, summary(res))
+	}
+	if d := time.Since(start); d > 8*time.Second {
+		t.Errorf("browser death noticed after %s", d)
+	}
+	if b.Alive() {
+		t.Error("browser alive after kill")
+	}
+}
