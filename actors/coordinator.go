@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -43,6 +44,8 @@ type coordinator struct {
 	draining bool
 	drained  chan struct{}
 	timers   []scheduler.CancelFunc
+	// bg counts the Redis reads in flight, so stopping waits for them.
+	bg sync.WaitGroup
 }
 
 func newCoordinator(d *Deps) actor.Producer {
@@ -85,7 +88,8 @@ func (c *coordinator) Receive(ctx actor.Context) {
 	case *reclaimTick:
 		c.reclaim(ctx)
 	case *statsTick:
-		go c.readStats()
+		c.bg.Add(1)
+		go func() { defer c.bg.Done(); c.readStats() }()
 	case *actor.Terminated:
 		for id, pid := range c.children {
 			if pid.Equal(msg.Who) {
@@ -122,6 +126,7 @@ func (c *coordinator) Receive(ctx actor.Context) {
 		if c.cancel != nil {
 			c.cancel()
 		}
+		c.bg.Wait()
 	}
 }
 
@@ -139,7 +144,9 @@ func (c *coordinator) tryPull(ctx actor.Context) {
 	}
 	c.pulling = true
 	sys, self, pctx := ctx.ActorSystem(), ctx.Self(), c.ctx
+	c.bg.Add(1)
 	go func() {
+		defer c.bg.Done()
 		entries, err := c.d.Queue.Pull(pctx, c.d.Worker, n, pullBlock)
 		if errors.Is(err, context.Canceled) {
 			err = nil
@@ -155,7 +162,9 @@ func (c *coordinator) reclaim(ctx actor.Context) {
 	}
 	c.pulling = true // one Redis read at a time; pulled clears it
 	sys, self, pctx := ctx.ActorSystem(), ctx.Self(), c.ctx
+	c.bg.Add(1)
 	go func() {
+		defer c.bg.Done()
 		entries, err := c.d.Queue.Reclaim(pctx, c.d.Worker, c.d.Lease, n)
 		sys.Root.Send(self, &pulled{entries: entries, err: err})
 	}()

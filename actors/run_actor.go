@@ -303,13 +303,25 @@ func (a *runActor) runAttempt(ctx context.Context, sys *actor.ActorSystem, self 
 		h = nil
 	}
 	var res *browser.Result
+	if h != nil && isolationOf(run) == IsolationBrowser {
+		// A run that owns its browser is cancelled by killing the process
+		// group at once, not by waiting for the browser to wind down.
+		stopKiller := context.AfterFunc(runCtx, func() {
+			if errors.Is(context.Cause(runCtx), errCancelled) {
+				_ = h.Browser().Close()
+			}
+		})
+		defer stopKiller()
+	}
 	if h != nil {
 		d.Metrics.RunsActive.Inc()
 		obs := &rowWriter{a: a, run: run, cancel: cancel, sys: sys, self: self}
 		res = h.Browser().Replay(runCtx, rec, opts, obs)
 		d.Metrics.RunsActive.Dec()
-		h.Release(res.Crashed)
-		if res.Crashed && context.Cause(runCtx) == nil {
+		// A browser killed on purpose (cancel, hand-back) is no crash.
+		crashed := res.Crashed && context.Cause(runCtx) == nil
+		h.Release(crashed)
+		if crashed {
 			return attemptDone{crash: errors.New(res.ErrorMessage)}
 		}
 		obs.flush(res)
