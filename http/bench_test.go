@@ -134,7 +134,9 @@ type queryCapture struct {
 	queries []string
 }
 
-func (q *queryCapture) BeforeQuery(ctx context.Context, _ *bun.QueryEvent) context.Context { return ctx }
+func (q *queryCapture) BeforeQuery(ctx context.Context, _ *bun.QueryEvent) context.Context {
+	return ctx
+}
 
 func (q *queryCapture) AfterQuery(_ context.Context, e *bun.QueryEvent) {
 	q.mu.Lock()
@@ -157,7 +159,7 @@ func explainListQuery(b *testing.B, db *bun.DB, h *harness) {
 			continue
 		}
 		var lines []string
-		if err := db.NewRaw("EXPLAIN (ANALYZE, BUFFERS) " + q).Scan(ctx, &lines); err != nil {
+		if err := db.NewRaw("EXPLAIN (ANALYZE, BUFFERS) "+q).Scan(ctx, &lines); err != nil {
 			b.Fatal(err)
 		}
 		fmt.Fprintf(os.Stderr, "-- %s\n%s\n\n", q, strings.Join(lines, "\n"))
