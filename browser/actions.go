@@ -15,6 +15,10 @@ import (
 	"github.com/saveaction/runner/recording"
 )
 
+// nextFrameJS resolves after the next animation frame (or 100 ms when
+// the page renders no frames).
+const nextFrameJS = `new Promise((res) => { requestAnimationFrame(() => setTimeout(res, 0)); setTimeout(res, 100); })`
+
 // modalWait bounds how long a modal-lifecycle action waits for its modal
 // before it is skipped.
 const modalWait = 3 * time.Second
@@ -440,6 +444,12 @@ func (r *replay) hover(ctx context.Context, a *recording.Action, run *actionRun)
 		run.selectorUsed = loc.Used
 	}
 	if err != nil {
+		return err
+	}
+	// The browser may acknowledge a move before the page sees it (moves
+	// are delivered with the next frame); wait for that frame so that
+	// mouseover handlers have run when the action ends.
+	if err := r.s.evalExpr(ctx, nextFrameJS, nil); err != nil && !isContextGone(err) {
 		return err
 	}
 	if r.opts.TimingMode == TimingRealistic && a.Duration > 0 {

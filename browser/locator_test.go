@@ -104,7 +104,9 @@ func TestLocatorStrategies(t *testing.T) {
 	}
 	for _, c := range cases {
 		a := c.action
-		tctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+		// Found elements return at once; the time is for a loaded machine
+		// and for the case that must not match.
+		tctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 		loc, err := s.locate(tctx, targetOf(&a), modeLocate, nil)
 		cancel()
 		if c.wantUsed == "" {
