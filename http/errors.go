@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"strings"
 
 	"github.com/gofiber/fiber/v2"
@@ -194,9 +193,4 @@ func (s *server) writeError(c *fiber.Ctx, err error) {
 func (s *server) handleError(c *fiber.Ctx, err error) error {
 	s.writeError(c, err)
 	return nil
-}
-
-// logAttrs is a shorthand for request-scoped log attributes.
-func logAttrs(c *fiber.Ctx, rid string) []any {
-	return []any{slog.String("requestId", rid), slog.String("method", c.Method()), slog.String("path", c.Path())}
 }

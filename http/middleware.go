@@ -69,7 +69,9 @@ func validRequestID(s string) bool {
 // observe wraps every request: request id, a deadline for its work, panic
 // recovery, the error envelope, metrics and the access log. It looks only
 // at the status code of the response, never its body, so streamed
-// responses pass through untouched.
+// responses pass through untouched. The request context (c.UserContext)
+// ends when the handler returns: a streaming handler (SSE) must not use it
+// inside its body-stream writer, which runs later.
 func (s *server) observe(c *fiber.Ctx) error {
 	start := time.Now()
 	rid := s.requestID(c)
