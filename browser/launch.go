@@ -27,7 +27,9 @@ import (
 var ErrNoChrome = errors.New("no Chromium found: set CHROME_BIN or put chromium, chromium-browser or google-chrome on PATH")
 
 // chromeNames are the binaries looked up on PATH, in order.
-var chromeNames = []string{"chromium", "chromium-browser", "google-chrome", "google-chrome-stable"}
+func chromeNames() []string {
+	return []string{"chromium", "chromium-browser", "google-chrome", "google-chrome-stable"}
+}
 
 // profilePrefix names the temporary profile folders Launch creates, so
 // that SweepStaleProfiles can find those a killed process left behind.
@@ -48,7 +50,7 @@ func FindChrome() (string, error) {
 		}
 		return p, nil
 	}
-	for _, name := range chromeNames {
+	for _, name := range chromeNames() {
 		if p, err := exec.LookPath(name); err == nil {
 			return p, nil
 		}

@@ -25,8 +25,10 @@ const locatorRef = "window[Symbol.for('saveaction.locate')]"
 // installLocatorJS defines the locator in every new document, before the
 // page's own scripts run; the property is hidden (a symbol, not
 // enumerable).
-var installLocatorJS = "Object.defineProperty(window, Symbol.for('saveaction.locate'), { value: " +
-	strings.TrimSpace(locatorJS) + ", configurable: true, writable: true });"
+func installLocatorJS() string {
+	return "Object.defineProperty(window, Symbol.for('saveaction.locate'), { value: " +
+		strings.TrimSpace(locatorJS) + ", configurable: true, writable: true });"
+}
 
 // locatorMissing reports the error of calling the installed locator in a
 // document that does not have it (one that existed before installation).

@@ -102,7 +102,7 @@ func (b *Browser) newSession(ctx context.Context) (*session, error) {
 			return nil, fmt.Errorf("%w: set up page: %s", errCrashed, cdpMessage(err))
 		}
 	}
-	if _, err := (proto.PageAddScriptToEvaluateOnNewDocument{Source: installLocatorJS}).Call(c); err != nil {
+	if _, err := (proto.PageAddScriptToEvaluateOnNewDocument{Source: installLocatorJS()}).Call(c); err != nil {
 		return nil, fmt.Errorf("%w: set up page: %s", errCrashed, cdpMessage(err))
 	}
 	ok = true

@@ -37,14 +37,19 @@ type videoEncoder struct {
 }
 
 // videoEncoders are tried in order; the first ffmpeg has is used.
-var videoEncoders = []struct {
+func videoEncoders() []struct {
 	name string
 	enc  videoEncoder
-}{
-	{"libx264", videoEncoder{"mp4", []string{"-c:v", "libx264", "-preset", "veryfast", "-pix_fmt", "yuv420p", "-movflags", "+faststart"}}},
-	{"libvpx-vp9", videoEncoder{"webm", []string{"-c:v", "libvpx-vp9", "-deadline", "realtime", "-b:v", "1M", "-pix_fmt", "yuv420p"}}},
-	{"libvpx", videoEncoder{"webm", []string{"-c:v", "libvpx", "-deadline", "realtime", "-b:v", "1M"}}},
-	{"mpeg4", videoEncoder{"mp4", []string{"-c:v", "mpeg4", "-q:v", "5", "-pix_fmt", "yuv420p"}}},
+} {
+	return []struct {
+		name string
+		enc  videoEncoder
+	}{
+		{"libx264", videoEncoder{"mp4", []string{"-c:v", "libx264", "-preset", "veryfast", "-pix_fmt", "yuv420p", "-movflags", "+faststart"}}},
+		{"libvpx-vp9", videoEncoder{"webm", []string{"-c:v", "libvpx-vp9", "-deadline", "realtime", "-b:v", "1M", "-pix_fmt", "yuv420p"}}},
+		{"libvpx", videoEncoder{"webm", []string{"-c:v", "libvpx", "-deadline", "realtime", "-b:v", "1M"}}},
+		{"mpeg4", videoEncoder{"mp4", []string{"-c:v", "mpeg4", "-q:v", "5", "-pix_fmt", "yuv420p"}}},
+	}
 }
 
 // frame is one screencast image and when it was shown.
@@ -77,7 +82,7 @@ func (b *Browser) pickEncoder(ffmpeg string) (videoEncoder, error) {
 			b.encoderErr = fmt.Errorf("video unavailable: ffmpeg -encoders: %w", err)
 			return
 		}
-		for _, e := range videoEncoders {
+		for _, e := range videoEncoders() {
 			if bytes.Contains(out, []byte(" "+e.name+" ")) {
 				b.encoder = e.enc
 				return
