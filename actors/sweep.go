@@ -27,9 +27,15 @@ type SweepReport struct {
 // temporary profiles and have been orphaned (their parent is init), then
 // removes every such profile no live process uses. Browsers of live workers
 // on the same machine are left alone.
-func SweepStaleBrowsers() SweepReport {
+//
+// root is the folder the profiles live in: "" means os.TempDir(), where
+// browser.Launch puts them.
+func SweepStaleBrowsers(root string) SweepReport {
 	var rep SweepReport
-	dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), profilePattern))
+	if root == "" {
+		root = os.TempDir()
+	}
+	dirs, _ := filepath.Glob(filepath.Join(root, profilePattern))
 	if len(dirs) == 0 {
 		return rep
 	}
@@ -45,7 +51,7 @@ func SweepStaleBrowsers() SweepReport {
 			continue
 		}
 		dir := profileOf(cmdline)
-		if dir == "" {
+		if dir == "" || filepath.Dir(dir) != filepath.Clean(root) {
 			continue
 		}
 		if parentPID(pid) == 1 {

@@ -16,13 +16,16 @@ import (
 // whose browser survived: an orphaned process using one of our profiles,
 // plus a profile folder nobody uses. A live worker's browser is left alone.
 func TestSweepKillsOrphansAndRemovesStaleProfiles(t *testing.T) {
-	orphanDir, err := os.MkdirTemp("", "saveaction-chromium-")
+	// A root of the test's own, so sweeps of workers that other tests start
+	// at the same time cannot touch these folders, nor this one theirs.
+	root := t.TempDir()
+	orphanDir, err := os.MkdirTemp(root, "saveaction-chromium-")
 	if err != nil {
 		t.Fatal(err)
 	}
-	staleDir, _ := os.MkdirTemp("", "saveaction-chromium-")
-	liveDir, _ := os.MkdirTemp("", "saveaction-chromium-")
-	youngDir, _ := os.MkdirTemp("", "saveaction-chromium-") // a browser starting right now
+	staleDir, _ := os.MkdirTemp(root, "saveaction-chromium-")
+	liveDir, _ := os.MkdirTemp(root, "saveaction-chromium-")
+	youngDir, _ := os.MkdirTemp(root, "saveaction-chromium-") // a browser starting right now
 	defer os.RemoveAll(youngDir)
 	old := time.Now().Add(-time.Hour)
 	for _, d := range []string{orphanDir, staleDir, liveDir} {
@@ -43,7 +46,7 @@ func TestSweepKillsOrphansAndRemovesStaleProfiles(t *testing.T) {
 	}
 	defer func() { _ = live.Process.Kill(); _ = live.Wait() }()
 
-	rep := actors.SweepStaleBrowsers()
+	rep := actors.SweepStaleBrowsers(root)
 	if rep.Killed < 1 {
 		t.Fatalf("sweep killed %d processes, want the orphan", rep.Killed)
 	}

@@ -149,7 +149,7 @@ func TestCancel(t *testing.T) {
 	rec := newRec(fixture(), clickID("click-btn"), clickID("never-appears"), clickID("click-btn"))
 	start := time.Now()
 	res := b.Replay(ctx, rec, opts, obs)
-	if d := time.Since(start); d > 5*time.Second {
+	if d := time.Since(start); d > 15*time.Second {
 		t.Errorf("cancel took %s", d)
 	}
 	wantStatus(t, res, RunCancelled)
@@ -174,7 +174,7 @@ func TestCancelDuringTimingWait(t *testing.T) {
 	rec := newRec(fixture(), recording.Action{Type: "noop", Timestamp: 0}, recording.Action{Type: "noop", Timestamp: 60_000})
 	start := time.Now()
 	res := b.Replay(ctx, rec, Options{RunID: "r", TimingEnabled: true}, nil)
-	if d := time.Since(start); d > 5*time.Second {
+	if d := time.Since(start); d > 15*time.Second {
 		t.Errorf("took %s", d)
 	}
 	wantStatus(t, res, RunCancelled)
@@ -268,7 +268,7 @@ func TestRendererCrashIsReportedAsCrash(t *testing.T) {
 	if !res.Crashed || res.Status != RunFailed {
 		t.Fatalf("crashed %v status %s: %s%s", res.Crashed, res.Status, res.ErrorMessage, summary(res))
 	}
-	if d := time.Since(start); d > 10*time.Second {
+	if d := time.Since(start); d > 20*time.Second {
 		t.Errorf("crash noticed after %s", d)
 	}
 	if a := res.Actions[1]; a.Status != StatusFailed || !strings.Contains(a.Error, "crashed") {
@@ -393,7 +393,7 @@ func TestLaunchAndClose(t *testing.T) {
 	if err := b.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if d := time.Since(start); d > 900*time.Millisecond {
+	if d := time.Since(start); d > 5*time.Second {
 		t.Errorf("Close took %s", d)
 	}
 	if b.Alive() || processAlive(pid) {
@@ -486,7 +486,7 @@ func TestBrowserDeathIsReportedAsCrash(t *testing.T) {
 	if !res.Crashed || res.Status != RunFailed || !strings.Contains(res.ErrorMessage, "crashed") {
 		t.Fatalf("crashed %v status %s: %s%s", res.Crashed, res.Status, res.ErrorMessage, summary(res))
 	}
-	if d := time.Since(start); d > 8*time.Second {
+	if d := time.Since(start); d > 20*time.Second {
 		t.Errorf("browser death noticed after %s", d)
 	}
 	if b.Alive() {

@@ -88,7 +88,7 @@ func startDev(t *testing.T, extraEnv ...string) *devNode {
 	cmd.Env = append(os.Environ(),
 		"DATABASE_URL="+n.dsn, "REDIS_PREFIX="+n.prefix,
 		fmt.Sprintf("PORT=%d", port), fmt.Sprintf("DEMO_PORT=%d", demo),
-		"WORKER_NAME=e2e-"+id, "LOG_FORMAT=json", "LOG_LEVEL=info",
+		"WORKER_NAME=e2e-"+id, "LOG_FORMAT=json", "LOG_LEVEL=info", "RATE_LIMIT_PER_MINUTE=1000000",
 		"VIDEO_STORAGE_PATH="+filepath.Join(storage, "videos"),
 		"SCREENSHOT_STORAGE_PATH="+filepath.Join(storage, "screenshots"),
 		"FILES_PATH="+filepath.Join(storage, "files"))

@@ -69,7 +69,8 @@ func newFleet(t *testing.T, extraEnv ...string) *fleet {
 	f.env = append(os.Environ(), "DATABASE_URL="+f.dsn, "REDIS_PREFIX="+f.prefix, "LOG_FORMAT=json",
 		"VIDEO_STORAGE_PATH="+filepath.Join(storage, "videos"),
 		"SCREENSHOT_STORAGE_PATH="+filepath.Join(storage, "screenshots"),
-		"FILES_PATH="+filepath.Join(storage, "files"), "METRICS_PORT=0")
+		"FILES_PATH="+filepath.Join(storage, "files"), "METRICS_PORT=0",
+		"RATE_LIMIT_PER_MINUTE=1000000") // the tests poll hard
 	f.env = append(f.env, extraEnv...)
 	t.Cleanup(f.cleanup)
 	if out, err := f.command("migrate", "up").CombinedOutput(); err != nil {
@@ -242,7 +243,8 @@ func orphanChromium() []int {
 			continue
 		}
 		cmdline, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
-		if err != nil || !bytes.Contains(cmdline, []byte("saveaction-chromium-")) {
+		argv0, _, _ := bytes.Cut(cmdline, []byte{0})
+		if err != nil || !bytes.Contains(cmdline, []byte("saveaction-chromium-")) || !bytes.Contains(argv0, []byte("chrom")) {
 			continue
 		}
 		stat, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))

@@ -140,7 +140,7 @@ func startWorker(ctx context.Context, b *backends, sys *actor.ActorSystem, reg *
 			return nil, fmt.Errorf("storage folder %s: %w", dir, err)
 		}
 	}
-	if rep := actors.SweepStaleBrowsers(); rep.Killed+rep.Profiles > 0 {
+	if rep := actors.SweepStaleBrowsers(""); rep.Killed+rep.Profiles > 0 {
 		b.log.Info("swept browsers left by a dead worker", "killed", rep.Killed, "profiles", rep.Profiles)
 	}
 	m := actors.NewMetrics(reg)
