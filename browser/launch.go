@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -32,7 +31,8 @@ func chromeNames() []string {
 }
 
 // profilePrefix names the temporary profile folders Launch creates, so
-// that SweepStaleProfiles can find those a killed process left behind.
+// that the worker's start-up sweep (actors.SweepStaleBrowsers) can find
+// those a killed process left behind.
 const profilePrefix = "saveaction-chromium-"
 
 // launchTimeout bounds starting Chromium and connecting to it when the
@@ -285,43 +285,3 @@ func (c cdpClient) GetSessionID() proto.TargetSessionID { return c.sid }
 
 // GetContext implements proto.Contextable.
 func (c cdpClient) GetContext() context.Context { return c.ctx }
-
-// SweepStaleProfiles removes temporary Chromium profiles (made by Launch
-// in the system temp folder) whose browser is no longer running: those a
-// killed worker left behind. A profile in use is kept: Chromium's
-// SingletonLock in it names a live process. Profiles without a lock are
-// removed once older than minAge (a browser may be starting in them). It
-// returns how many folders were removed.
-func SweepStaleProfiles(minAge time.Duration) (int, error) {
-	dirs, err := filepath.Glob(filepath.Join(os.TempDir(), profilePrefix+"*"))
-	if err != nil {
-		return 0, fmt.Errorf("sweep chromium profiles: %w", err)
-	}
-	removed := 0
-	var errs []error
-	for _, dir := range dirs {
-		st, err := os.Lstat(dir)
-		if err != nil || !st.IsDir() {
-			continue
-		}
-		if lock, err := os.Readlink(filepath.Join(dir, "SingletonLock")); err == nil {
-			// The lock reads "<hostname>-<pid>".
-			if i := strings.LastIndexByte(lock, '-'); i >= 0 {
-				if pid, err := strconv.Atoi(lock[i+1:]); err == nil && processAlive(pid) {
-					continue
-				}
-			}
-		} else if time.Since(st.ModTime()) < minAge {
-			continue
-		}
-		if err := os.RemoveAll(dir); err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		removed++
-	}
-	if len(errs) > 0 {
-		return removed, fmt.Errorf("sweep chromium profiles: %w", errors.Join(errs...))
-	}
-	return removed, nil
-}

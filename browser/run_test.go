@@ -425,38 +425,6 @@ func TestFindChrome(t *testing.T) {
 	}
 }
 
-func TestSweepStaleProfiles(t *testing.T) {
-	needBrowser(t)
-	stale, err := os.MkdirTemp("", profilePrefix)
-	if err != nil {
-		t.Fatal(err)
-	}
-	// A lock naming a process that does not exist.
-	if err := os.Symlink("host-999999999", filepath.Join(stale, "SingletonLock")); err != nil {
-		t.Fatal(err)
-	}
-	fresh, err := os.MkdirTemp("", profilePrefix)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer os.RemoveAll(fresh)
-	if _, err := SweepStaleProfiles(time.Hour); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := os.Stat(stale); !os.IsNotExist(err) {
-		t.Errorf("stale profile kept: %v", err)
-	}
-	if _, err := os.Stat(fresh); err != nil {
-		t.Errorf("new profile without a lock removed: %v", err)
-	}
-	// The shared browser's profile is in use and stays.
-	if shared.b.tempDir != "" {
-		if _, err := os.Stat(shared.b.tempDir); err != nil {
-			t.Errorf("live profile removed: %v", err)
-		}
-	}
-}
-
 // killObserver kills the browser process when the given action starts.
 type killObserver struct {
 	b  *Browser
