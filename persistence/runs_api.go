@@ -271,40 +271,8 @@ func ListRuns(ctx context.Context, db bun.IDB, q RunQuery) ([]Run, int, error) {
 // pending actions skipped with reason "cancelled". It is a compare-and-set
 // on status queued: ErrStale means the run is no longer queued.
 func CancelQueuedUserRun(ctx context.Context, db bun.IDB, userID, id uuid.UUID, now time.Time) error {
-	return db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
-		res, err := tx.NewUpdate().Model((*Run)(nil)).
-			Set("status = ?", StatusCancelled).
-			Set("cancel_requested_at = COALESCE(cancel_requested_at, ?)", now).
-			Set("completed_at = ?", now).
-			Set("lease_expires_at = NULL").
-			Set("updated_at = ?", now).
-			Where("id = ?", id).
-			Where("user_id = ?", userID).
-			Where("status = ?", StatusQueued).
-			Exec(ctx)
-		if err != nil {
-			return fmt.Errorf("cancel queued run %s: %w", id, err)
-		}
-		if n, _ := res.RowsAffected(); n == 0 {
-			return ErrStale
-		}
-		_, err = tx.NewUpdate().Model((*RunAction)(nil)).
-			Set("status = ?", ActionSkipped).
-			Set("reason = 'cancelled'").
-			Set("updated_at = ?", now).
-			Where("run_id = ?", id).
-			Where("status = ?", ActionPending).
-			Exec(ctx)
-		if err != nil {
-			return fmt.Errorf("skip actions of run %s: %w", id, err)
-		}
-		_, err = tx.NewRaw(`UPDATE runs SET actions_skipped =
-			(SELECT count(*) FROM run_actions WHERE run_id = ? AND status = 'skipped') WHERE id = ?`, id, id).Exec(ctx)
-		if err != nil {
-			return fmt.Errorf("count skipped actions of run %s: %w", id, err)
-		}
-		return nil
-	})
+	return endUnfinished(ctx, db, unfinished{id: id, user: &userID, from: StatusQueued,
+		status: StatusCancelled, reason: "cancelled", now: now})
 }
 
 // RequestUserRunCancel records that a cancel of userID's running run id was

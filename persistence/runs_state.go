@@ -288,29 +288,50 @@ func (s *Runs) Cancel(ctx context.Context, id uuid.UUID, fromStatus string, atte
 
 // CancelQueued ends a queued run as cancelled.
 func (s *Runs) CancelQueued(ctx context.Context, id uuid.UUID) error {
-	run, err := s.Get(ctx, id)
-	if err != nil {
-		return err
-	}
-	if run.Status != StatusQueued {
-		return ErrStale
-	}
-	return s.endUnfinished(ctx, id, StatusQueued, run.Attempt, StatusCancelled, "", "cancelled")
+	return endUnfinished(ctx, s.DB, unfinished{id: id, from: StatusQueued, status: StatusCancelled, reason: "cancelled", now: s.now()})
 }
 
 func (s *Runs) endUnfinished(ctx context.Context, id uuid.UUID, fromStatus string, attempt int, status, msg, reason string) error {
-	now := s.now()
-	return s.DB.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
-		res, err := tx.NewUpdate().Model((*Run)(nil)).
+	return endUnfinished(ctx, s.DB, unfinished{id: id, from: fromStatus, attempt: &attempt, status: status, msg: msg, reason: reason, now: s.now()})
+}
+
+// unfinished says which run endUnfinished ends, from what, and how.
+type unfinished struct {
+	id      uuid.UUID
+	user    *uuid.UUID // when set, only that user's run
+	from    string
+	attempt *int // when set, only that attempt
+	status  string
+	msg     string
+	reason  string // of the actions skipped
+	now     time.Time
+}
+
+// endUnfinished moves a run from u.from to the terminal u.status in one
+// transaction: the run row (compare-and-set), its pending actions skipped
+// with u.reason, and its counters recomputed from the rows.
+func endUnfinished(ctx context.Context, db bun.IDB, u unfinished) error {
+	id, now := u.id, u.now
+	status, reason := u.status, u.reason
+	return db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
+		q := tx.NewUpdate().Model((*Run)(nil)).
 			Set("status = ?", status).
-			Set("error_message = ?", nullString(msg)).
+			Set("error_message = ?", nullString(u.msg)).
 			Set("completed_at = ?", now).
 			Set("lease_expires_at = NULL").
 			Set("updated_at = ?", now).
 			Where("id = ?", id).
-			Where("status = ?", fromStatus).
-			Where("attempt = ?", attempt).
-			Exec(ctx)
+			Where("status = ?", u.from)
+		if status == StatusCancelled {
+			q = q.Set("cancel_requested_at = COALESCE(cancel_requested_at, ?)", now)
+		}
+		if u.attempt != nil {
+			q = q.Where("attempt = ?", *u.attempt)
+		}
+		if u.user != nil {
+			q = q.Where("user_id = ?", *u.user)
+		}
+		res, err := q.Exec(ctx)
 		if err != nil {
 			return fmt.Errorf("end run %s as %s: %w", id, status, err)
 		}
