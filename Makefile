@@ -7,19 +7,30 @@ LDFLAGS  := -X main.version=$(VERSION)
 # protoactor-go's cluster code has data races of its own; we use its actor
 # and remote packages only, which pass -race, so every package runs with it.
 
-.PHONY: all build run test test-unit bench proto lint clean
+.PHONY: all build deps run test bench proto lint clean
 
 all: build
 
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/saveaction
 
+## deps: Chromium and ffmpeg from the distribution, when missing (never a downloaded browser)
+deps:
+	@if ! command -v chromium >/dev/null 2>&1 && ! command -v chromium-browser >/dev/null 2>&1 && [ -z "$$CHROME_BIN" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing chromium and ffmpeg (apt-get)"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium ffmpeg >/dev/null; \
+	  else \
+	    echo "Chromium is missing: install it (e.g. sudo apt-get install -y chromium ffmpeg) or set CHROME_BIN"; exit 1; \
+	  fi; \
+	fi
+
 ## run: migrations, API and worker in one process, with a token printed (dev mode)
-run: build
+run: deps build
 	./$(BIN) dev
 
 ## test: unit and integration tests against real PostgreSQL, Redis and Chromium
-test:
+test: deps
 	$(GO) vet ./...
 	$(GO) test -race -count=1 -timeout 25m ./...
 
