@@ -14,13 +14,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
-	"encoding/json"
-	"io"
-	"log/slog"
-	nethttp "net/http"
-	"net/http/httptest"
 	"os"
 	"slices"
 	"strconv"
@@ -31,19 +24,13 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/redis/go-redis/v9"
 
 	"github.com/saveaction/runner/actors"
 	"github.com/saveaction/runner/browser"
 	"github.com/saveaction/runner/persistence"
-	"github.com/saveaction/runner/persistence/pgtest"
-	"github.com/saveaction/runner/queue"
 )
 
-// benv is the runtime tests' env for a benchmark. env's helpers that fail
-// the test take *testing.T, which a benchmark does not have, so those are
-// redone here over testing.TB; env's recording and signal, which never
-// touch e.t, are used as they are (e.t stays nil).
+// benv is the runtime tests' env with the benchmark's own helpers.
 type benv struct {
 	*env
 	tb testing.TB
@@ -51,79 +38,7 @@ type benv struct {
 
 func newBenv(tb testing.TB) *benv {
 	tb.Helper()
-	db, _ := pgtest.New(tb)
-	b := make([]byte, 4)
-	_, _ = rand.Read(b)
-	e := &env{db: db, prefix: "bench:actors:" + hex.EncodeToString(b) + ":",
-		rdb:    redis.NewClient(&redis.Options{Addr: "127.0.0.1:6379"}),
-		notify: make(chan struct{}, 1),
-		log:    slog.New(slog.NewTextHandler(io.Discard, nil)),
-	}
-	if testing.Verbose() {
-		e.log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	}
-	e.q = queue.New(e.rdb, e.prefix)
-	e.runs = &persistence.Runs{DB: db}
-	e.site = httptest.NewServer(nethttp.HandlerFunc(func(w nethttp.ResponseWriter, r *nethttp.Request) {
-		w.Header().Set("Content-Type", "text/html")
-		_, _ = io.WriteString(w, page)
-	}))
-	e.sys = actors.NewSystem(e.log)
-	tb.Cleanup(func() {
-		e.site.Close()
-		ctx := context.Background()
-		iter := e.rdb.Scan(ctx, 0, e.prefix+"*", 100).Iterator()
-		for iter.Next(ctx) {
-			e.rdb.Del(ctx, iter.Val())
-		}
-		_ = e.rdb.Close()
-	})
-	u := &persistence.User{Email: uuid.NewString() + "@example.com"}
-	if _, err := db.NewInsert().Model(u).Returning("*").Exec(context.Background()); err != nil {
-		tb.Fatal(err)
-	}
-	e.user = u.ID
-	return &benv{env: e, tb: tb}
-}
-
-// createRun is env.createRun over testing.TB.
-func (e *benv) createRun(data []byte, timingMode string, options map[string]any) uuid.UUID {
-	e.tb.Helper()
-	ctx := context.Background()
-	rec := &persistence.Recording{UserID: e.user, OriginalID: uuid.NewString(), Name: "r", URL: e.site.URL, Data: data, Tags: []string{}, Variables: []string{}}
-	if _, err := e.db.NewInsert().Model(rec).Returning("*").Exec(ctx); err != nil {
-		e.tb.Fatal(err)
-	}
-	opts := []byte(`{}`)
-	if options != nil {
-		opts, _ = json.Marshal(options)
-	}
-	run := &persistence.Run{UserID: e.user, RecordingID: rec.ID, RecordingName: "r", RecordingURL: e.site.URL,
-		Status: persistence.StatusQueued, Browser: "chromium", Headless: true, Options: opts, Variables: map[string]string{},
-		ScreenshotPaths: []string{}, TriggeredBy: "api", Timeout: 5000, ScreenshotMode: "on-failure",
-		TimingEnabled: true, TimingMode: timingMode, SpeedMultiplier: 1}
-	if _, err := e.db.NewInsert().Model(run).Returning("*").Exec(ctx); err != nil {
-		e.tb.Fatal(err)
-	}
-	var parsed struct {
-		Actions []struct{ ID, Type string } `json:"actions"`
-	}
-	_ = json.Unmarshal(data, &parsed)
-	refs := make([]persistence.ActionRef, len(parsed.Actions))
-	for i, a := range parsed.Actions {
-		refs[i] = persistence.ActionRef{ID: a.ID, Type: a.Type}
-	}
-	if err := e.runs.EnsureActions(ctx, run.ID, 0, refs); err != nil {
-		e.tb.Fatal(err)
-	}
-	entry, err := e.q.Enqueue(ctx, run.ID)
-	if err != nil {
-		e.tb.Fatal(err)
-	}
-	if err := e.runs.SetJob(ctx, run.ID, e.q.Stream(), entry); err != nil {
-		e.tb.Fatal(err)
-	}
-	return run.ID
+	return &benv{env: newEnv(tb), tb: tb}
 }
 
 // startWorker starts a coordinator with concurrency slots over a pool whose
@@ -167,28 +82,6 @@ func (e *benv) startWorker(concurrency int, beforeStart func(warm int)) (pool *a
 	}
 	e.tb.Cleanup(stop)
 	return pool, warm, stop
-}
-
-// waitEvent is env.waitEvent over testing.TB.
-func (e *benv) waitEvent(within time.Duration, what string, cond func(actors.Event) bool) actors.Event {
-	e.tb.Helper()
-	deadline := time.After(within)
-	for {
-		e.mu.Lock()
-		for _, ev := range e.events {
-			if cond(ev) {
-				e.mu.Unlock()
-				return ev
-			}
-		}
-		e.mu.Unlock()
-		select {
-		case <-e.notify:
-		case <-time.After(50 * time.Millisecond):
-		case <-deadline:
-			e.tb.Fatalf("no %s event within %s", what, within)
-		}
-	}
 }
 
 func (e *benv) get(id uuid.UUID) *persistence.Run {

@@ -34,7 +34,7 @@ const page = `<!doctype html><html><head><title>runtime test</title></head><body
 
 // env is one test's world: its own database, Redis prefix, page server and actor system.
 type env struct {
-	t      *testing.T
+	t      testing.TB
 	db     *bun.DB
 	rdb    *redis.Client
 	prefix string
@@ -50,7 +50,7 @@ type env struct {
 	notify chan struct{}
 }
 
-func newEnv(t *testing.T) *env {
+func newEnv(t testing.TB) *env {
 	t.Helper()
 	db, _ := pgtest.New(t)
 	b := make([]byte, 4)

@@ -32,8 +32,8 @@ type Config struct {
 	ShutdownGrace        time.Duration // SHUTDOWN_GRACE_SECONDS (30)
 	RateLimitPerMinute   int           // RATE_LIMIT_PER_MINUTE (600)
 	MetricsPort          int           // METRICS_PORT (worker; 9464, 0 = off)
-	ClusterProvider      string        // CLUSTER_PROVIDER ("" = none, automanaged)
-	ClusterHosts         []string      // CLUSTER_HOSTS (comma list)
+	ClusterProvider      string        // CLUSTER_PROVIDER (only "" or none: no provider is built in)
+	ClusterHosts         []string      // CLUSTER_HOSTS (comma list; unused until a provider is)
 	ActorHost            string        // ACTOR_HOST (127.0.0.1)
 	ActorPort            int           // ACTOR_PORT (0 = pick a free port)
 	ActorAdvertised      string        // ACTOR_ADVERTISED_HOST (host:port other nodes use; "" = as listened)
@@ -150,9 +150,11 @@ func loadConfig(name string, args []string, overrides map[string]string) (*Confi
 		errs = append(errs, fmt.Errorf("REDIS_URL=%q: must be a redis:// URL", c.RedisURL))
 	}
 	switch c.ClusterProvider {
-	case "", "none", "automanaged":
+	case "", "none":
 	default:
-		errs = append(errs, fmt.Errorf("CLUSTER_PROVIDER=%q: must be empty or automanaged (etcd and k8s are not built in)", c.ClusterProvider))
+		// Nodes reach each other through the actor address recorded on each
+		// run (protoactor remote); no cluster membership provider is built in.
+		errs = append(errs, fmt.Errorf("CLUSTER_PROVIDER=%q: no cluster provider is built in; leave it empty (nodes talk through the actor addresses recorded on runs)", c.ClusterProvider))
 	}
 	if h := strings.TrimSpace(vals["CLUSTER_HOSTS"]); h != "" {
 		for _, p := range strings.Split(h, ",") {

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -206,4 +207,32 @@ func TestRedisRestartUnderLoadLosesNoRun(t *testing.T) {
 		}
 	}
 	t.Logf("all %d runs passed; the last %s after the Redis restart", len(ids), time.Since(restarted))
+}
+
+// TestKilledChromiumRestartsTheRunOnAFreshBrowser kills the worker
+// process's Chromium mid-run: the supervisor restarts the run as attempt 2
+// on a new browser and it passes, with one row per action.
+func TestKilledChromiumRestartsTheRunOnAFreshBrowser(t *testing.T) {
+	f := newFleet(t)
+	w := f.worker("worker-a", "WORKER_CONCURRENCY=1")
+	id := f.createRun(f.slowRecording(6), map[string]any{"timingMode": "realistic", "timeout": 5000})
+	f.waitFor(id, 60*time.Second, "first action done", func(r runView) bool {
+		return r.Status == "running" && len(f.actions(id)) > 0 && f.actions(id)[0].Status == "success"
+	})
+	killed := 0
+	for _, pid := range chromiumUnder(w.cmd.Process.Pid) {
+		if syscall.Kill(pid, syscall.SIGKILL) == nil {
+			killed++
+		}
+	}
+	if killed == 0 {
+		t.Fatal("no Chromium found under the worker")
+	}
+	run := f.waitFor(id, 90*time.Second, "finished", func(r runView) bool { return persistence.IsTerminal(r.Status) })
+	if run.Status != "passed" || run.Attempt != 2 {
+		t.Fatalf("run after its browser was killed = %+v, want passed as attempt 2", run)
+	}
+	if n := len(f.actions(id)); n != 6 {
+		t.Fatalf("%d action rows, want 6", n)
+	}
 }
