@@ -276,7 +276,13 @@ func TestRunPassesWithOneRowPerAction(t *testing.T) {
 			t.Errorf("row %d = %s attempt %d", r.ActionIndex, r.Status, r.Attempt)
 		}
 	}
-	if n, _ := e.rdb.XLen(context.Background(), e.q.Stream()).Result(); n != 0 {
+	// The result is written first (PostgreSQL is the truth), then the entry acknowledged.
+	n, _ := e.rdb.XLen(context.Background(), e.q.Stream()).Result()
+	for deadline := time.Now().Add(5 * time.Second); n != 0 && time.Now().Before(deadline); {
+		time.Sleep(20 * time.Millisecond)
+		n, _ = e.rdb.XLen(context.Background(), e.q.Stream()).Result()
+	}
+	if n != 0 {
 		t.Fatalf("stream still holds %d entries after the run finished", n)
 	}
 }
