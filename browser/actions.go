@@ -19,6 +19,16 @@ import (
 // the page renders no frames).
 const nextFrameJS = `new Promise((res) => { requestAnimationFrame(() => setTimeout(res, 0)); setTimeout(res, 100); })`
 
+// hoveredJS waits (on a loaded machine, frames come late) until the page
+// has taken the pointer move: the element matches :hover, so mouseover and
+// mouseenter handlers have run. It gives up after two seconds and lets the
+// action end anyway; a hover has no failure of its own to report.
+const hoveredJS = `return new Promise((res) => {
+  const end = Date.now() + 2000;
+  const check = () => (el.matches(':hover') || Date.now() > end) ? res(true) : setTimeout(check, 16);
+  requestAnimationFrame(check);
+});`
+
 // modalWait bounds how long a modal-lifecycle action waits for its modal
 // before it is skipped.
 const modalWait = 3 * time.Second
@@ -449,7 +459,7 @@ func (r *replay) hover(ctx context.Context, a *recording.Action, run *actionRun)
 	// The browser may acknowledge a move before the page sees it (moves
 	// are delivered with the next frame); wait for that frame so that
 	// mouseover handlers have run when the action ends.
-	if err := r.s.evalExpr(ctx, nextFrameJS, nil); err != nil && !isContextGone(err) {
+	if err := r.s.evalFunc(ctx, `() => {`+elementJS+hoveredJS+`}`, nil); err != nil && !isContextGone(err) {
 		return err
 	}
 	if r.opts.TimingMode == TimingRealistic && a.Duration > 0 {
