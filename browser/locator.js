@@ -144,6 +144,11 @@
     for (let i = 0; i < 3 && document.timeline.currentTime === spec.frame; i++) {
       await new Promise((res) => { requestAnimationFrame(() => res()); setTimeout(res, 100); });
     }
+    // No frame since the first measure: nothing proves the box is still.
+    // Report not ready and let the poll measure again.
+    if (document.timeline.currentTime === spec.frame) {
+      return Object.assign(out, { state: 'notready', reason: 'element is not stable yet (no animation frame since it was measured)' });
+    }
     r2 = el.getBoundingClientRect();
     const b = spec.box;
     if (r2.x !== b.x || r2.y !== b.y || r2.width !== b.width || r2.height !== b.height) {
