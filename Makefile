@@ -32,7 +32,10 @@ run: deps build
 ## test: unit and integration tests against real PostgreSQL, Redis and Chromium
 test: deps
 	$(GO) vet ./...
-	$(GO) test -race -count=1 -timeout 25m ./...
+	@# Compile every test binary in parallel, then run the packages one at a
+	@# time: the Chromium-heavy packages would otherwise fight over 2 cores.
+	$(GO) test -race -count=1 -exec /bin/true ./... >/dev/null
+	$(GO) test -race -count=1 -p 1 -timeout 25m ./...
 
 ## bench: benchmarks (replay per action, browser start-up, API endpoints)
 bench:
