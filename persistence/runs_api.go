@@ -287,11 +287,8 @@ func RequestUserRunCancel(ctx context.Context, db bun.IDB, userID, id uuid.UUID,
 		Where("user_id = ?", userID).
 		Where("status = ?", StatusRunning).
 		Exec(ctx)
-	if err != nil {
-		return fmt.Errorf("request cancel of run %s: %w", id, err)
-	}
-	if n, _ := res.RowsAffected(); n == 0 {
-		return ErrStale
+	if err := affected(res, err, ErrStale, "request cancel of run %s", id); err != nil {
+		return err
 	}
 	return nil
 }
@@ -306,11 +303,8 @@ func SoftDeleteUserRun(ctx context.Context, db bun.IDB, userID, id uuid.UUID, no
 		Where("user_id = ?", userID).
 		Where("deleted_at IS NULL").
 		Exec(ctx)
-	if err != nil {
-		return fmt.Errorf("delete run %s: %w", id, err)
-	}
-	if n, _ := res.RowsAffected(); n == 0 {
-		return ErrRunNotFound
+	if err := affected(res, err, ErrRunNotFound, "delete run %s", id); err != nil {
+		return err
 	}
 	return nil
 }

@@ -96,11 +96,8 @@ func (s *Runs) StartAttempt(ctx context.Context, id uuid.UUID, fromStatus string
 			Where("deleted_at IS NULL").
 			Returning("*").
 			Exec(ctx)
-		if err != nil {
-			return fmt.Errorf("start run %s: %w", id, err)
-		}
-		if n, _ := res.RowsAffected(); n == 0 {
-			return ErrStale
+		if err := affected(res, err, ErrStale, "start run %s", id); err != nil {
+			return err
 		}
 		_, err = tx.NewUpdate().Model((*RunAction)(nil)).
 			Set("attempt = ?", run.Attempt).
@@ -161,11 +158,8 @@ func (s *Runs) SaveAction(ctx context.Context, id uuid.UUID, attempt int, a *Run
 		Where("action_index = ?", a.ActionIndex).
 		Where("EXISTS (SELECT 1 FROM runs WHERE runs.id = ? AND runs.status = ? AND runs.attempt = ?)", id, StatusRunning, attempt).
 		Exec(ctx)
-	if err != nil {
-		return fmt.Errorf("save action %d of run %s: %w", a.ActionIndex, id, err)
-	}
-	if n, _ := res.RowsAffected(); n == 0 {
-		return ErrStale
+	if err := affected(res, err, ErrStale, "save action %d of run %s", a.ActionIndex, id); err != nil {
+		return err
 	}
 	return nil
 }
@@ -216,11 +210,8 @@ func (s *Runs) Finish(ctx context.Context, id uuid.UUID, attempt int, o Outcome)
 		q = q.Set("started_at = ?", o.StartedAt.UTC())
 	}
 	res, err := q.Exec(ctx)
-	if err != nil {
-		return fmt.Errorf("finish run %s: %w", id, err)
-	}
-	if n, _ := res.RowsAffected(); n == 0 {
-		return ErrStale
+	if err := affected(res, err, ErrStale, "finish run %s", id); err != nil {
+		return err
 	}
 	return nil
 }
@@ -264,11 +255,8 @@ func (s *Runs) Requeue(ctx context.Context, id uuid.UUID, attempt int) error {
 		Where("status = ?", StatusRunning).
 		Where("attempt = ?", attempt).
 		Exec(ctx)
-	if err != nil {
-		return fmt.Errorf("requeue run %s: %w", id, err)
-	}
-	if n, _ := res.RowsAffected(); n == 0 {
-		return ErrStale
+	if err := affected(res, err, ErrStale, "requeue run %s", id); err != nil {
+		return err
 	}
 	return nil
 }
@@ -332,11 +320,8 @@ func endUnfinished(ctx context.Context, db bun.IDB, u unfinished) error {
 			q = q.Where("user_id = ?", *u.user)
 		}
 		res, err := q.Exec(ctx)
-		if err != nil {
-			return fmt.Errorf("end run %s as %s: %w", id, status, err)
-		}
-		if n, _ := res.RowsAffected(); n == 0 {
-			return ErrStale
+		if err := affected(res, err, ErrStale, "end run %s as %s", id, status); err != nil {
+			return err
 		}
 		_, err = tx.NewUpdate().Model((*RunAction)(nil)).
 			Set("status = ?", ActionSkipped).
@@ -421,4 +406,16 @@ func mustJSON(v []string) string {
 		return "[]"
 	}
 	return string(b)
+}
+
+// affected finishes a compare-and-set update: the wrapped error when it
+// failed, none (ErrStale, a not-found sentinel) when it matched no row.
+func affected(res sql.Result, err error, none error, format string, args ...any) error {
+	if err != nil {
+		return fmt.Errorf(format+": %w", append(args, err)...)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return none
+	}
+	return nil
 }

@@ -212,11 +212,8 @@ func DeleteToken(ctx context.Context, db bun.IDB, userID, id uuid.UUID) error {
 		Where("id = ?", id).
 		Where("user_id = ?", userID).
 		Exec(ctx)
-	if err != nil {
-		return fmt.Errorf("delete token %s: %w", id, err)
-	}
-	if n, _ := res.RowsAffected(); n == 0 {
-		return ErrTokenNotFound
+	if err := affected(res, err, ErrTokenNotFound, "delete token %s", id); err != nil {
+		return err
 	}
 	return nil
 }
