@@ -21,6 +21,9 @@ type (
 	pulled  struct {
 		entries []queue.Entry
 		err     error
+		// cursor is where the next reclaim pass starts ("" after a pull).
+		cursor  string
+		reclaim bool
 	}
 	reclaimTick struct{}
 	statsTick   struct{}
@@ -40,7 +43,12 @@ type coordinator struct {
 	ctx      context.Context
 	cancel   context.CancelFunc
 	children map[string]*actor.PID // run id → actor
-	pulling  bool
+	// reading is set while the one Redis read (pull or reclaim) is in
+	// flight: never two, so what they deliver never exceeds the free slots.
+	reading bool
+	// reclaimDue asks the next read to be a reclaim pass, from cursor.
+	reclaimDue bool
+	cursor     string
 	draining bool
 	drained  chan struct{}
 	timers   []scheduler.CancelFunc
@@ -75,7 +83,10 @@ func (c *coordinator) Receive(ctx actor.Context) {
 	case *pullNow:
 		c.tryPull(ctx)
 	case *pulled:
-		c.pulling = false
+		c.reading = false
+		if msg.reclaim {
+			c.cursor = msg.cursor
+		}
 		for _, e := range msg.entries {
 			c.spawn(ctx, e)
 		}
@@ -86,7 +97,8 @@ func (c *coordinator) Receive(ctx actor.Context) {
 		}
 		c.tryPull(ctx)
 	case *reclaimTick:
-		c.reclaim(ctx)
+		c.reclaimDue = true
+		c.tryPull(ctx)
 	case *statsTick:
 		c.bg.Add(1)
 		go func() { defer c.bg.Done(); c.readStats() }()
@@ -137,36 +149,32 @@ func (c *coordinator) updateSlots() {
 	c.d.Metrics.WorkerSlots.WithLabelValues("free").Set(float64(c.free()))
 }
 
+// tryPull starts the next Redis read when there are free slots and no read
+// in flight: a reclaim pass when one is due, else a pull of new entries.
+// Either asks for no more entries than there are free slots.
 func (c *coordinator) tryPull(ctx actor.Context) {
 	n := c.free()
-	if c.pulling || c.draining || n <= 0 || c.ctx.Err() != nil {
+	if c.reading || c.draining || n <= 0 || c.ctx.Err() != nil {
 		return
 	}
-	c.pulling = true
-	sys, self, pctx := ctx.ActorSystem(), ctx.Self(), c.ctx
+	c.reading = true
+	reclaim := c.reclaimDue
+	c.reclaimDue = false
+	sys, self, pctx, cursor := ctx.ActorSystem(), ctx.Self(), c.ctx, c.cursor
 	c.bg.Add(1)
 	go func() {
 		defer c.bg.Done()
-		entries, err := c.d.Queue.Pull(pctx, c.d.Worker, n, pullBlock)
-		if errors.Is(err, context.Canceled) {
-			err = nil
+		var msg pulled
+		if reclaim {
+			msg.reclaim = true
+			msg.entries, msg.cursor, msg.err = c.d.Queue.Reclaim(pctx, c.d.Worker, c.d.Lease, n, cursor)
+		} else {
+			msg.entries, msg.err = c.d.Queue.Pull(pctx, c.d.Worker, n, pullBlock)
 		}
-		sys.Root.Send(self, &pulled{entries: entries, err: err})
-	}()
-}
-
-func (c *coordinator) reclaim(ctx actor.Context) {
-	n := c.free()
-	if c.draining || n <= 0 {
-		return
-	}
-	c.pulling = true // one Redis read at a time; pulled clears it
-	sys, self, pctx := ctx.ActorSystem(), ctx.Self(), c.ctx
-	c.bg.Add(1)
-	go func() {
-		defer c.bg.Done()
-		entries, err := c.d.Queue.Reclaim(pctx, c.d.Worker, c.d.Lease, n)
-		sys.Root.Send(self, &pulled{entries: entries, err: err})
+		if errors.Is(msg.err, context.Canceled) {
+			msg.err = nil
+		}
+		sys.Root.Send(self, &msg)
 	}()
 }
 
@@ -178,6 +186,12 @@ func (c *coordinator) spawn(ctx actor.Context, e queue.Entry) {
 	id := e.RunID.String()
 	if _, busy := c.children[id]; busy {
 		return // a second entry for a run we are running: the run actor acks on finish
+	}
+	if c.free() <= 0 {
+		// Cannot happen while reads ask for at most the free slots; if it
+		// did, the entry stays pending and is reclaimed after the lease.
+		c.d.Log.Error("entry delivered with no free slot; left pending", "runId", id, "entry", e.ID)
+		return
 	}
 	props := actor.PropsFromProducer(newRunActor(c.d, e))
 	pid, err := ctx.SpawnNamed(props, "run-"+id)

@@ -15,7 +15,7 @@ import (
 // Defaults of the runtime.
 const (
 	DefaultLease         = 30 * time.Second
-	DefaultMaxDeliveries = 3
+	DefaultMaxDeliveries = persistence.DefaultMaxDeliveries
 	DefaultConcurrency   = 3
 	// restartsPerMinute is how often a run may crash and restart on a fresh
 	// browser within a minute before it fails with the crash (DESIGN.md rule 4).
@@ -44,6 +44,8 @@ type Deps struct {
 	MaxDeliveries int
 	// ScreenshotDir, VideoDir and FilesDir are the storage folders of runs.
 	ScreenshotDir, VideoDir, FilesDir string
+	// Clock drives lease renewals (default the real clock).
+	Clock Clock
 	// Signal, when set, is told of runtime events (tests wait on them
 	// instead of sleeping).
 	Signal func(Event)
@@ -80,6 +82,9 @@ func (d *Deps) withDefaults() *Deps {
 	}
 	if c.Log == nil {
 		c.Log = slog.Default()
+	}
+	if c.Clock == nil {
+		c.Clock = realClock{}
 	}
 	return &c
 }

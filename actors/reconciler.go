@@ -12,39 +12,41 @@ import (
 	"github.com/saveaction/runner/queue"
 )
 
-// Reconciler repairs what Redis forgot (DESIGN.md rule 2): runs queued in
-// PostgreSQL whose stream entry is gone are queued again, and runs left
-// running with no live lease and no entry anyone could reclaim are
-// dispatched again as their next attempt, or failed with "worker lost" once
-// their attempts are spent. One node at a time does it, under a Redis lock.
+// Reconciler repairs what Redis forgot (DESIGN.md rule 2). It adds no
+// transition of its own: it re-creates the stream entry of a run that is
+// queued in PostgreSQL with no entry, or running with an owner gone (lease
+// ended by the database's clock) and no entry anyone could reclaim; the
+// worker that pulls the entry takes the transition the lifecycle table
+// gives (take over, cancel, give up). One node at a time does it, under a
+// Redis lock taken and extended atomically; each pass is idempotent, so a
+// brief overlap when the lock moves does no harm.
 type Reconciler struct {
-	Runs          *persistence.Runs
-	Queue         *queue.Queue
-	Redis         redis.UniversalClient
-	LockKey       string        // e.g. "sa:reconciler:lock"
-	Owner         string        // this node's name, the lock's value
-	Lease         time.Duration // the run lease; stale means idle longer than this
-	MaxDeliveries int
-	Interval      time.Duration // how often to look (default Lease)
-	Log           *slog.Logger
-	Metrics       *Metrics
-	Now           func() time.Time
+	Runs    *persistence.Runs
+	Queue   *queue.Queue
+	Redis   redis.UniversalClient
+	LockKey string        // e.g. "sa:reconciler:lock"
+	Owner   string        // this node's name, the lock's value
+	Lease   time.Duration // the run lease; a queued run is looked at after this long
+	// Interval is how often to look (default Lease). The lock lives three
+	// intervals, so a holder that misses one pass keeps it.
+	Interval time.Duration
+	// Page is how many runs one query reads (default 500); a pass reads
+	// every page.
+	Page    int
+	Log     *slog.Logger
+	Metrics *Metrics
 }
 
-func (r *Reconciler) now() time.Time {
-	if r.Now != nil {
-		return r.Now()
+func (r *Reconciler) interval() time.Duration {
+	if r.Interval > 0 {
+		return r.Interval
 	}
-	return time.Now()
+	return r.Lease
 }
 
 // Run reconciles every Interval until ctx ends.
 func (r *Reconciler) Run(ctx context.Context) {
-	every := r.Interval
-	if every <= 0 {
-		every = r.Lease
-	}
-	t := time.NewTicker(every)
+	t := time.NewTicker(r.interval())
 	defer t.Stop()
 	for {
 		if _, err := r.Once(ctx); err != nil && ctx.Err() == nil {
@@ -61,84 +63,100 @@ func (r *Reconciler) Run(ctx context.Context) {
 // Report counts what one pass did.
 type Report struct {
 	Requeued int // queued runs given a new stream entry
-	Revived  int // abandoned running runs dispatched again
-	Failed   int // abandoned running runs failed as worker lost
+	Revived  int // running runs whose owner is gone given a new entry
 	Skipped  bool
 }
 
-// Once makes one pass, if this node holds the lock.
+// lockScript takes the lock when free, extends it when ours, in one step.
+var lockScript = redis.NewScript(`
+local v = redis.call('GET', KEYS[1])
+if v == false then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return 1
+elseif v == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return 1
+end
+return 0`)
+
+// Once makes one pass, if this node holds (or takes) the lock.
 func (r *Reconciler) Once(ctx context.Context) (Report, error) {
 	var rep Report
-	ok, err := r.Redis.SetNX(ctx, r.LockKey, r.Owner, r.Lease).Result()
+	ttl := 3 * r.interval()
+	ok, err := lockScript.Run(ctx, r.Redis, []string{r.LockKey}, r.Owner, ttl.Milliseconds()).Int()
 	if err != nil {
 		return rep, fmt.Errorf("take reconciler lock: %w", err)
 	}
-	if !ok {
-		if holder, _ := r.Redis.Get(ctx, r.LockKey).Result(); holder != r.Owner {
-			rep.Skipped = true
-			return rep, nil
-		}
-		r.Redis.Expire(ctx, r.LockKey, r.Lease)
+	if ok != 1 {
+		rep.Skipped = true
+		return rep, nil
+	}
+	page := r.Page
+	if page <= 0 {
+		page = 500
 	}
 	// A run queued for longer than a lease should have been pulled by now
 	// unless every worker is busy; only the missing entries matter.
-	cutoff := r.now().Add(-r.Lease)
-	queued, err := r.Runs.QueuedBefore(ctx, cutoff, 500)
-	if err != nil {
-		return rep, err
-	}
-	for i := range queued {
-		run := &queued[i]
-		present, err := r.Queue.Contains(ctx, run.JobID)
+	var c persistence.Cursor
+	for {
+		queued, err := r.Runs.QueuedBefore(ctx, r.Lease, c, page)
 		if err != nil {
 			return rep, err
 		}
-		if present {
-			continue
-		}
-		if err := r.redispatch(ctx, run); err != nil {
-			return rep, err
-		}
-		rep.Requeued++
-	}
-	stuck, err := r.Runs.Stuck(ctx, cutoff, 500)
-	if err != nil {
-		return rep, err
-	}
-	for i := range stuck {
-		run := &stuck[i]
-		present, err := r.Queue.Contains(ctx, run.JobID)
+		n, err := r.redispatchMissing(ctx, queued)
 		if err != nil {
 			return rep, err
 		}
-		if present {
-			continue // a coordinator reclaims it from the stream
+		rep.Requeued += n
+		if len(queued) < page {
+			break
 		}
-		if run.Attempt >= r.MaxDeliveries {
-			msg := fmt.Sprintf("worker lost: no live lease after %d attempts", run.Attempt)
-			if err := r.Runs.Fail(ctx, run.ID, persistence.StatusRunning, run.Attempt, msg); err == nil {
-				rep.Failed++
-				if r.Metrics != nil {
-					r.Metrics.RunsTotal.WithLabelValues(persistence.StatusFailed).Inc()
-				}
-			}
-			continue
-		}
-		if err := r.redispatch(ctx, run); err != nil {
+		last := queued[len(queued)-1]
+		c = persistence.Cursor{At: last.UpdatedAt, ID: last.ID}
+	}
+	c = persistence.Cursor{}
+	for {
+		stuck, err := r.Runs.Stuck(ctx, c, page)
+		if err != nil {
 			return rep, err
 		}
-		rep.Revived++
+		n, err := r.redispatchMissing(ctx, stuck)
+		if err != nil {
+			return rep, err
+		}
+		rep.Revived += n
+		if len(stuck) < page {
+			break
+		}
+		last := stuck[len(stuck)-1]
+		c = persistence.Cursor{At: *last.LeaseExpiresAt, ID: last.ID}
 	}
-	if rep.Requeued+rep.Revived+rep.Failed > 0 {
-		r.Log.Info("reconciled runs Redis had lost", "requeued", rep.Requeued, "revived", rep.Revived, "failed", rep.Failed)
+	if rep.Requeued+rep.Revived > 0 {
+		r.Log.Info("reconciled runs Redis had lost", "requeued", rep.Requeued, "revived", rep.Revived)
 	}
 	return rep, nil
 }
 
-func (r *Reconciler) redispatch(ctx context.Context, run *persistence.Run) error {
-	entryID, err := r.Queue.Enqueue(ctx, run.ID)
-	if err != nil {
-		return err
+// redispatchMissing gives each run whose stream entry is gone a new one.
+func (r *Reconciler) redispatchMissing(ctx context.Context, runs []persistence.Run) (int, error) {
+	n := 0
+	for i := range runs {
+		run := &runs[i]
+		present, err := r.Queue.Contains(ctx, run.JobID)
+		if err != nil {
+			return n, err
+		}
+		if present {
+			continue // a coordinator pulls or reclaims it
+		}
+		entryID, err := r.Queue.Enqueue(ctx, run.ID)
+		if err != nil {
+			return n, err
+		}
+		if err := r.Runs.SetJob(ctx, run.ID, r.Queue.Stream(), entryID); err != nil {
+			return n, err
+		}
+		n++
 	}
-	return r.Runs.SetJob(ctx, run.ID, r.Queue.Stream(), entryID)
+	return n, nil
 }

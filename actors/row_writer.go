@@ -3,6 +3,7 @@ package actors
 import (
 	"context"
 	"errors"
+	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/saveaction/runner/browser"
@@ -57,16 +58,33 @@ func (w *rowWriter) save(r browser.ActionResult) bool {
 	return true
 }
 
-// flush writes the results the observer did not see or could not save.
-func (w *rowWriter) flush(res *browser.Result) {
-	if w.saved == nil {
-		w.saved = map[int]bool{}
+// outcome is the attempt's result for Finish, carrying the rows whose own
+// write failed or never happened so they are written with it.
+func (w *rowWriter) outcome(res *browser.Result, status persistence.Status) persistence.Outcome {
+	o := persistence.Outcome{
+		Status:        status,
+		DurationMs:    res.DurationMs,
+		CompletedAt:   res.CompletedAt,
+		ErrorMessage:  res.ErrorMessage,
+		ErrorActionID: res.ErrorActionID,
+		VideoPath:     res.Video,
+		Screenshots:   res.Screenshots,
+	}
+	if !res.StartedAt.IsZero() {
+		o.StartedAt = &res.StartedAt
+	}
+	if o.CompletedAt.IsZero() {
+		o.CompletedAt = time.Now()
 	}
 	for _, r := range res.Actions {
 		if !w.saved[r.Index] {
-			w.save(r)
+			o.Rows = append(o.Rows, *toRow(r))
 		}
 	}
+	if status == persistence.StatusCancelled {
+		o.Unsettled = "cancelled"
+	}
+	return o
 }
 
 func toRow(r browser.ActionResult) *persistence.RunAction {

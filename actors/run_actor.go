@@ -2,7 +2,6 @@ package actors
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -32,13 +31,15 @@ const missingRunGrace = 3 * time.Second
 // Local messages of a run actor (never cross nodes).
 type (
 	attemptStarted struct {
-		attempt int
-		total   int
+		run   *persistence.Run
+		total int
 	}
 	actionProgress struct{ done int }
 	attemptDone    struct {
-		crash   error
-		outcome string // finished status, or "" when the attempt did not finish the run
+		crash error
+		// run is the attempt this execution started, nil when it started
+		// none (the run was settled or left to another owner).
+		run *persistence.Run
 	}
 	// handBack asks a run actor to stop its attempt and give the run back
 	// to the queue (graceful shutdown after the grace period).
@@ -51,26 +52,40 @@ type crashReason struct{ err error }
 
 func (c crashReason) String() string { return c.err.Error() }
 
+// runMemo is what a run actor keeps across the restarts of its supervisor
+// (each restart makes a new instance).
+type runMemo struct {
+	lastCrash error
+}
+
 // runActor owns one run: it starts an attempt, lets the replay run off the
 // mailbox, and answers cancel and status messages at once.
 type runActor struct {
 	d     *Deps
 	entry queue.Entry
+	memo  *runMemo
 
-	attempt     int
+	run         *persistence.Run // the attempt started, once known
 	total, done int
 	cancel      context.CancelCauseFunc
 	finished    bool
 	crash       error
-	cancelAt    time.Time
 }
 
 func newRunActor(d *Deps, e queue.Entry) actor.Producer {
-	return func() actor.Actor { return &runActor{d: d, entry: e} }
+	memo := &runMemo{}
+	return func() actor.Actor { return &runActor{d: d, entry: e, memo: memo} }
+}
+
+func (a *runActor) attempt() int {
+	if a.run == nil {
+		return 0
+	}
+	return a.run.Attempt
 }
 
 func (a *runActor) log() *slog.Logger {
-	return a.d.Log.With("runId", a.entry.RunID.String(), "attempt", a.attempt, "worker", a.d.Worker)
+	return a.d.Log.With("runId", a.entry.RunID.String(), "attempt", a.attempt(), "worker", a.d.Worker)
 }
 
 // Receive handles the actor's messages.
@@ -79,21 +94,17 @@ func (a *runActor) Receive(ctx actor.Context) {
 	case *actor.Started:
 		runCtx, cancel := context.WithCancelCause(context.Background())
 		a.cancel = cancel
-		go a.execute(runCtx, ctx.ActorSystem(), ctx.Self())
+		go a.execute(runCtx, ctx.ActorSystem(), ctx.Self(), a.memo.lastCrash)
 	case *actor.Restarting:
 		a.d.Metrics.ActorRestarts.Inc()
 		a.log().Warn("run restarts on a fresh browser", "error", a.crash)
 	case *attemptStarted:
-		a.attempt, a.total = msg.attempt, msg.total
+		a.run, a.total = msg.run, msg.total
 	case *actionProgress:
 		a.done = msg.done
 	case *CancelRun:
 		accepted := a.cancel != nil && !a.finished
 		if accepted {
-			a.cancelAt = time.Now()
-			if msg.RequestedAtUnixMs > 0 {
-				a.cancelAt = time.UnixMilli(msg.RequestedAtUnixMs)
-			}
 			a.cancel(errCancelled)
 		}
 		if ctx.Sender() != nil {
@@ -101,7 +112,7 @@ func (a *runActor) Receive(ctx actor.Context) {
 		}
 	case *RunStatusRequest:
 		if ctx.Sender() != nil {
-			ctx.Respond(&RunStatusResponse{RunId: a.entry.RunID.String(), Attempt: int32(a.attempt),
+			ctx.Respond(&RunStatusResponse{RunId: a.entry.RunID.String(), Attempt: int32(a.attempt()),
 				ActionsDone: int32(a.done), ActionsTotal: int32(a.total), Worker: a.d.Worker})
 		}
 	case *handBack:
@@ -109,9 +120,13 @@ func (a *runActor) Receive(ctx actor.Context) {
 			a.cancel(errHandBack)
 		}
 	case *attemptDone:
+		if msg.run != nil {
+			a.run = msg.run
+		}
 		if msg.crash != nil {
 			a.crash = msg.crash
-			a.d.signal(Event{Kind: "crashed", RunID: a.entry.RunID.String(), Attempt: a.attempt, Detail: msg.crash.Error()})
+			a.memo.lastCrash = msg.crash
+			a.d.signal(Event{Kind: "crashed", RunID: a.entry.RunID.String(), Attempt: a.attempt(), Detail: msg.crash.Error()})
 			panic(crashReason{msg.crash})
 		}
 		a.finished = true
@@ -121,57 +136,37 @@ func (a *runActor) Receive(ctx actor.Context) {
 			a.cancel(errHandBack)
 		}
 	case *actor.Stopped:
-		if a.crash != nil && !a.finished {
-			// The supervisor gave up: the crash budget is spent.
-			a.failAfterCrashes()
+		if a.crash != nil && !a.finished && a.run != nil {
+			// The supervisor gave up: the crash budget is spent. The run
+			// ends with the crash as its error.
+			a.d.settle(settlement{t: persistence.TFinish, run: a.run, entry: a.entry, noResults: true,
+				msg: "browser crashed: " + a.crash.Error()})
 		}
 	}
-}
-
-// failAfterCrashes ends the run with the last crash as its error.
-func (a *runActor) failAfterCrashes() {
-	ctx, cancel := context.WithTimeout(context.Background(), dbTimeout)
-	defer cancel()
-	msg := "browser crashed: " + a.crash.Error()
-	if err := a.d.Runs.Fail(ctx, a.entry.RunID, persistence.StatusRunning, a.attempt, msg); err != nil && !errors.Is(err, persistence.ErrStale) {
-		a.log().Error("fail crashed run", "error", err)
-		return
-	}
-	if err := a.d.Queue.Ack(ctx, a.entry.ID); err != nil {
-		a.log().Warn("ack crashed run", "error", err)
-	}
-	a.d.Metrics.RunsTotal.WithLabelValues(persistence.StatusFailed).Inc()
-	a.d.signal(Event{Kind: "finished", RunID: a.entry.RunID.String(), Attempt: a.attempt, Status: persistence.StatusFailed, Detail: msg})
-	a.log().Error("run failed after repeated crashes", "error", a.crash)
 }
 
 // execute runs one attempt off the mailbox and reports back as a message.
 // A panic anywhere in it is a crash, reported like a dead browser.
-func (a *runActor) execute(ctx context.Context, sys *actor.ActorSystem, self *actor.PID) {
+func (a *runActor) execute(ctx context.Context, sys *actor.ActorSystem, self *actor.PID, lastCrash error) {
 	var done attemptDone
 	defer func() {
 		if r := recover(); r != nil {
-			done = attemptDone{crash: fmt.Errorf("panic: %v", r)}
+			done.crash = fmt.Errorf("panic: %v", r)
 		}
 		sys.Root.Send(self, &done)
 	}()
-	done = a.runAttempt(ctx, sys, self)
+	a.runAttempt(ctx, sys, self, lastCrash, &done)
 }
 
 func (a *runActor) dbCtx() (context.Context, context.CancelFunc) {
 	return context.WithTimeout(context.Background(), dbTimeout)
 }
 
-func (a *runActor) ack(why string) {
-	ctx, cancel := a.dbCtx()
-	defer cancel()
-	if err := a.d.Queue.Ack(ctx, a.entry.ID); err != nil {
-		a.d.Log.Warn("ack stream entry", "runId", a.entry.RunID.String(), "entry", a.entry.ID, "why", why, "error", err)
-	}
-}
-
-// claim decides whether this entry's run is ours to start and starts it.
-func (a *runActor) claim(self *actor.PID) (*persistence.Run, bool) {
+// claim reads the run behind the entry and takes the lifecycle transition
+// the table gives for what it finds: start it, take it over, restart it
+// after a crash, or settle it (cancel, give up) or leave it. It returns the
+// started attempt, or nil.
+func (a *runActor) claim(self *actor.PID, lastCrash error) *persistence.Run {
 	d := a.d
 	id := a.entry.RunID
 	log := d.Log.With("runId", id.String(), "worker", d.Worker)
@@ -187,123 +182,145 @@ func (a *runActor) claim(self *actor.PID) (*persistence.Run, bool) {
 	}
 	if errors.Is(err, persistence.ErrRunNotFound) {
 		log.Warn("stream entry for a run that does not exist; dropped")
-		a.ack("no such run")
-		return nil, false
+		d.ack(ctx, a.entry, "no such run")
+		return nil
 	}
 	if err != nil {
 		// Leave the entry pending: it is reclaimed after the lease.
 		log.Error("load run", "error", err)
-		return nil, false
+		return nil
 	}
-	if persistence.IsTerminal(run.Status) {
-		a.ack("already finished")
-		return nil, false
-	}
-	if run.Status == persistence.StatusQueued && (run.CancelRequestedAt != nil || run.DeletedAt != nil) {
-		if err := d.Runs.CancelQueued(ctx, id); err != nil && !errors.Is(err, persistence.ErrStale) {
-			log.Error("cancel queued run", "error", err)
-			return nil, false
-		}
-		a.ack("cancelled while queued")
-		d.signal(Event{Kind: "skipped", RunID: id.String(), Status: persistence.StatusCancelled})
-		return nil, false
-	}
-	if run.Status == persistence.StatusRunning {
-		mine := run.WorkerNode == d.Worker && run.ActorID == self.Id
-		expired := run.LeaseExpiresAt == nil || run.LeaseExpiresAt.Before(time.Now())
-		if !mine && !expired {
-			if run.JobID != "" && run.JobID != a.entry.ID {
-				a.ack("duplicate entry of a live run")
-			}
-			log.Info("run is alive on another worker; leaving it", "owner", run.WorkerNode)
-			return nil, false
-		}
-		if !mine {
-			d.Metrics.LeasesReclaimed.Inc()
-			log.Warn("reclaiming run from a worker that stopped renewing", "owner", run.WorkerNode, "attempt", run.Attempt)
-		}
-	}
-	if run.Attempt >= d.MaxDeliveries {
-		msg := fmt.Sprintf("worker lost: run abandoned after %d attempts", run.Attempt)
-		if err := d.Runs.Fail(ctx, id, run.Status, run.Attempt, msg); err != nil && !errors.Is(err, persistence.ErrStale) {
-			log.Error("fail abandoned run", "error", err)
-			return nil, false
-		}
-		if err := d.Queue.DeadLetter(ctx, a.entry, msg); err != nil {
-			log.Warn("dead-letter entry", "error", err)
-		}
-		d.Metrics.RunsTotal.WithLabelValues(persistence.StatusFailed).Inc()
-		d.signal(Event{Kind: "finished", RunID: id.String(), Attempt: run.Attempt, Status: persistence.StatusFailed, Detail: msg})
-		return nil, false
+	cancelled := run.CancelRequestedAt != nil || run.DeletedAt != nil
+	exhausted := fmt.Sprintf("worker lost: run abandoned after %d failed attempts", run.Deliveries+1)
+	settle := func(t persistence.Transition, msg string) *persistence.Run {
+		d.settle(settlement{t: t, run: run, entry: a.entry, msg: msg, noResults: true})
+		return nil
 	}
 	owner := persistence.Owner{Worker: d.Worker, ActorAddress: self.Address, ActorID: self.Id}
-	started, err := d.Runs.StartAttempt(ctx, id, run.Status, run.Attempt, owner, time.Now().Add(d.Lease))
-	if errors.Is(err, persistence.ErrStale) {
-		// Someone else started it first (a duplicate entry), or it was
-		// cancelled meanwhile: drop our entry unless it is the run's own.
-		if now, gerr := d.Runs.Get(ctx, id); gerr == nil && (persistence.IsTerminal(now.Status) || now.JobID != a.entry.ID) {
-			a.ack("lost the race to start")
+	var t persistence.Transition
+	switch {
+	case persistence.IsTerminal(run.Status):
+		d.ack(ctx, a.entry, "already finished")
+		return nil
+	case run.Status == persistence.StatusQueued && cancelled:
+		return settle(persistence.TCancelQueued, "")
+	case run.Status == persistence.StatusQueued && run.Deliveries >= d.MaxDeliveries:
+		return settle(persistence.TGiveUp, fmt.Sprintf("worker lost: run abandoned after %d failed attempts", run.Deliveries))
+	case run.Status == persistence.StatusQueued:
+		t = persistence.TStart
+	case run.WorkerNode == d.Worker && run.ActorID == self.Id:
+		// Ours: our supervisor restarted the actor after a crash.
+		switch {
+		case cancelled:
+			return settle(persistence.TCancel, "")
+		case run.Deliveries+1 >= d.MaxDeliveries:
+			msg := "browser crashed"
+			if lastCrash != nil {
+				msg += ": " + lastCrash.Error()
+			}
+			return settle(persistence.TFinish, msg)
 		}
-		log.Info("run changed before it could start; leaving it")
-		return nil, false
+		t = persistence.TCrashRestart
+	case !run.LeaseExpired:
+		if run.JobID != "" && run.JobID != a.entry.ID {
+			d.ack(ctx, a.entry, "duplicate entry of a live run")
+		}
+		log.Info("run is alive on another worker; leaving it", "owner", run.WorkerNode)
+		return nil
+	case cancelled:
+		return settle(persistence.TCancelOrphan, "")
+	case run.Deliveries+1 >= d.MaxDeliveries:
+		return settle(persistence.TGiveUp, exhausted)
+	default:
+		t = persistence.TTakeOver
+		d.Metrics.LeasesReclaimed.Inc()
+		log.Warn("taking over a run whose worker stopped renewing", "owner", run.WorkerNode, "attempt", run.Attempt)
+	}
+	var started *persistence.Run
+	switch t {
+	case persistence.TStart:
+		started, err = d.Runs.Start(ctx, id, run.Attempt, owner, d.Lease)
+	case persistence.TTakeOver:
+		started, err = d.Runs.TakeOver(ctx, id, run.Attempt, owner, d.Lease)
+	case persistence.TCrashRestart:
+		started, err = d.Runs.CrashRestart(ctx, id, run.Attempt, owner, d.Lease)
+	}
+	if errors.Is(err, persistence.ErrStale) {
+		// The run moved meanwhile (another worker, a cancel): the entry is
+		// looked at again when it is reclaimed, unless it is a stale copy.
+		if now, gerr := d.Runs.Get(ctx, id); gerr == nil && (persistence.IsTerminal(now.Status) || now.JobID != a.entry.ID) {
+			d.ack(ctx, a.entry, "lost the race to start")
+		}
+		log.Info("run changed before it could start; leaving it", "transition", string(t))
+		return nil
 	}
 	if err != nil {
-		log.Error("start run", "error", err)
-		return nil, false
+		log.Error("start run", "transition", string(t), "error", err)
+		return nil
 	}
-	return started, true
+	return started
 }
 
-func (a *runActor) runAttempt(ctx context.Context, sys *actor.ActorSystem, self *actor.PID) attemptDone {
+func (a *runActor) runAttempt(ctx context.Context, sys *actor.ActorSystem, self *actor.PID, lastCrash error, done *attemptDone) {
 	d := a.d
-	run, ok := a.claim(self)
-	if !ok {
-		return attemptDone{}
+	run := a.claim(self, lastCrash)
+	if run == nil {
+		return
 	}
+	done.run = run
 	id := run.ID
 	log := d.Log.With("runId", id.String(), "attempt", run.Attempt, "worker", d.Worker)
 
 	dctx, dcancel := a.dbCtx()
-	data, err := d.Runs.RecordingData(dctx, run.RecordingID)
+	data, err := d.Runs.RecordingData(dctx, run)
 	dcancel()
 	if err != nil {
-		return attemptDone{crash: fmt.Errorf("load recording: %w", err)}
+		done.crash = fmt.Errorf("load recording: %w", err)
+		return
 	}
 	rec, err := recording.Parse(data)
 	if err != nil {
-		a.failNow(run, "invalid recording: "+err.Error())
-		return attemptDone{outcome: persistence.StatusFailed}
+		d.settle(settlement{t: persistence.TFinish, run: run, entry: a.entry, noResults: true, msg: "invalid recording: " + err.Error()})
+		return
 	}
 	rec = recording.Normalize(rec)
-	refs := make([]persistence.ActionRef, len(rec.Actions))
-	for i, act := range rec.Actions {
-		refs[i] = persistence.ActionRef{ID: act.ID, Type: act.Type}
-	}
-	dctx, dcancel = a.dbCtx()
-	err = d.Runs.EnsureActions(dctx, id, run.Attempt, refs)
-	dcancel()
-	if err != nil {
-		return attemptDone{crash: err}
-	}
-	sys.Root.Send(self, &attemptStarted{attempt: run.Attempt, total: len(refs)})
+	sys.Root.Send(self, &attemptStarted{run: run, total: len(rec.Actions)})
 	d.signal(Event{Kind: "started", RunID: id.String(), Attempt: run.Attempt})
-	log.Info("run started", "actions", len(refs))
+	log.Info("run started", "actions", len(rec.Actions))
 
 	runCtx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	keeper := a.keepLease(runCtx, cancel, run)
-	defer keeper()
+	keeper := &leaseKeeper{lease: d.Lease, clock: d.Clock, log: log, stop: cancel,
+		renewRow: func(ctx context.Context) (persistence.Lease, error) {
+			return d.Runs.RenewLease(ctx, id, run.Attempt, d.Lease)
+		},
+		renewEntry: func(ctx context.Context) error {
+			_, err := d.Queue.Renew(ctx, d.Worker, a.entry.ID)
+			return err
+		},
+	}
+	kctx, kstop := context.WithCancel(runCtx)
+	kdone := make(chan struct{})
+	go func() { defer close(kdone); keeper.run(kctx) }()
+	defer func() { kstop(); <-kdone }()
 
-	opts := a.replayOptions(run)
-	h, err := d.Pool.Acquire(runCtx, isolationOf(run))
+	opts, err := runOptionsOf(run)
+	if err != nil {
+		d.settle(settlement{t: persistence.TFinish, run: run, entry: a.entry, noResults: true, msg: err.Error()})
+		return
+	}
+	bopts := browserOptions(run, opts, d)
+	h, err := d.Pool.Acquire(runCtx, opts.Isolation)
 	if err != nil {
 		if runCtx.Err() == nil {
-			return attemptDone{crash: err}
+			done.crash = err
+			return
 		}
 		h = nil
 	}
 	var res *browser.Result
-	if h != nil && isolationOf(run) == IsolationBrowser {
+	obs := &rowWriter{a: a, run: run, cancel: cancel, sys: sys, self: self}
+	if h != nil && opts.Isolation == IsolationBrowser {
 		// A run that owns its browser is cancelled by killing the process
 		// group at once, not by waiting for the browser to wind down.
 		stopKiller := context.AfterFunc(runCtx, func() {
@@ -315,190 +332,65 @@ func (a *runActor) runAttempt(ctx context.Context, sys *actor.ActorSystem, self 
 	}
 	if h != nil {
 		d.Metrics.RunsActive.Inc()
-		obs := &rowWriter{a: a, run: run, cancel: cancel, sys: sys, self: self}
-		res = h.Browser().Replay(runCtx, rec, opts, obs)
+		res = h.Browser().Replay(runCtx, rec, bopts, obs)
 		d.Metrics.RunsActive.Dec()
-		// A browser killed on purpose (cancel, hand-back) is no crash.
+		// A browser killed on purpose (cancel, hand-back, lost lease) is no crash.
 		crashed := res.Crashed && context.Cause(runCtx) == nil
 		h.Release(crashed)
 		if crashed {
-			return attemptDone{crash: errors.New(res.ErrorMessage)}
+			done.crash = errors.New(res.ErrorMessage)
+			return
 		}
-		obs.flush(res)
 	}
 
 	switch cause := context.Cause(runCtx); {
-	case errors.Is(cause, errLeaseLost):
-		log.Warn("lease lost; another worker owns the run now")
-		return attemptDone{}
+	case errors.Is(cause, errLeaseLost), errors.Is(cause, errLeaseUnrenewable):
+		// Fenced: another attempt may own the run now; write nothing.
+		log.Warn("run stopped: its lease is lost", "cause", cause)
+		return
 	case errors.Is(cause, errHandBack):
-		a.handBackRun(run)
-		return attemptDone{}
-	case errors.Is(cause, errCancelled) || (res != nil && res.Status == persistence.StatusCancelled):
-		return a.finishRun(run, res, persistence.StatusCancelled)
-	}
-	return a.finishRun(run, res, res.Status)
-}
-
-func (a *runActor) failNow(run *persistence.Run, msg string) {
-	ctx, cancel := a.dbCtx()
-	defer cancel()
-	if err := a.d.Runs.Fail(ctx, run.ID, persistence.StatusRunning, run.Attempt, msg); err != nil {
-		a.d.Log.Error("fail run", "runId", run.ID.String(), "error", err)
+		d.settle(settlement{t: persistence.THandBack, run: run, entry: a.entry})
 		return
-	}
-	a.ack("failed")
-	a.d.Metrics.RunsTotal.WithLabelValues(persistence.StatusFailed).Inc()
-	a.d.signal(Event{Kind: "finished", RunID: run.ID.String(), Attempt: run.Attempt, Status: persistence.StatusFailed, Detail: msg})
-}
-
-func (a *runActor) finishRun(run *persistence.Run, res *browser.Result, status string) attemptDone {
-	d := a.d
-	if res == nil {
+	case res == nil:
 		// Cancelled before the browser was ready.
-		ctx, cancel := a.dbCtx()
-		defer cancel()
-		if err := d.Runs.Cancel(ctx, run.ID, persistence.StatusRunning, run.Attempt); err != nil {
-			d.Log.Warn("cancel run", "runId", run.ID.String(), "error", err)
-			return attemptDone{}
-		}
-		a.ack("cancelled")
-		d.Metrics.RunsTotal.WithLabelValues(status).Inc()
-		d.signal(Event{Kind: "finished", RunID: run.ID.String(), Attempt: run.Attempt, Status: status})
-		return attemptDone{outcome: status}
-	}
-	o := persistence.Outcome{
-		Status:          status,
-		ActionsTotal:    res.ActionsTotal,
-		ActionsExecuted: res.ActionsExecuted,
-		ActionsFailed:   res.ActionsFailed,
-		ActionsSkipped:  res.ActionsSkipped,
-		DurationMs:      res.DurationMs,
-		CompletedAt:     res.CompletedAt,
-		ErrorMessage:    res.ErrorMessage,
-		ErrorActionID:   res.ErrorActionID,
-		VideoPath:       res.Video,
-		Screenshots:     res.Screenshots,
-	}
-	if !res.StartedAt.IsZero() {
-		o.StartedAt = &res.StartedAt
-	}
-	if o.CompletedAt.IsZero() {
-		o.CompletedAt = time.Now()
-	}
-	ctx, cancel := a.dbCtx()
-	defer cancel()
-	if err := d.Runs.Finish(ctx, run.ID, run.Attempt, o); err != nil {
-		if errors.Is(err, persistence.ErrStale) {
-			d.Log.Warn("run changed before its result was written; result dropped", "runId", run.ID.String(), "attempt", run.Attempt)
-			return attemptDone{}
-		}
-		d.Log.Error("write run result", "runId", run.ID.String(), "error", err)
-		return attemptDone{}
-	}
-	a.ack("finished")
-	d.Metrics.RunsTotal.WithLabelValues(status).Inc()
-	d.Metrics.RunDuration.Observe(float64(res.DurationMs) / 1000)
-	if status == persistence.StatusCancelled {
-		if run2, err := d.Runs.Get(ctx, run.ID); err == nil && run2.CancelRequestedAt != nil {
-			d.Metrics.CancelLatency.Observe(time.Since(*run2.CancelRequestedAt).Seconds())
-		}
-	}
-	d.signal(Event{Kind: "finished", RunID: run.ID.String(), Attempt: run.Attempt, Status: status, Detail: res.ErrorMessage})
-	d.Log.Info("run finished", "runId", run.ID.String(), "attempt", run.Attempt, "worker", d.Worker, "status", status, "durationMs", res.DurationMs)
-	return attemptDone{outcome: status}
-}
-
-// handBackRun returns a running attempt to the queue for another worker.
-func (a *runActor) handBackRun(run *persistence.Run) {
-	d := a.d
-	ctx, cancel := a.dbCtx()
-	defer cancel()
-	if err := d.Runs.Requeue(ctx, run.ID, run.Attempt); err != nil {
-		d.Log.Warn("hand run back", "runId", run.ID.String(), "error", err)
+		d.settle(settlement{t: persistence.TCancel, run: run, entry: a.entry, noResults: true})
+		return
+	case errors.Is(cause, errCancelled) || res.Status == string(persistence.StatusCancelled):
+		d.settle(settlement{t: persistence.TCancel, run: run, entry: a.entry, outcome: obs.outcome(res, persistence.StatusCancelled)})
 		return
 	}
-	entryID, err := d.Queue.Enqueue(ctx, run.ID)
-	if err != nil {
-		// The old entry stays pending and is reclaimed after the lease.
-		d.Log.Warn("re-enqueue handed-back run", "runId", run.ID.String(), "error", err)
-		return
-	}
-	_ = d.Runs.SetJob(ctx, run.ID, d.Queue.Stream(), entryID)
-	a.ack("handed back")
-	d.signal(Event{Kind: "requeued", RunID: run.ID.String(), Attempt: run.Attempt})
-	d.Log.Info("run handed back to the queue", "runId", run.ID.String(), "attempt", run.Attempt)
+	d.settle(settlement{t: persistence.TFinish, run: run, entry: a.entry, outcome: obs.outcome(res, persistence.Status(res.Status))})
 }
 
-// keepLease renews the run's lease every Lease/3 until stopped, ending the
-// run when the lease is lost or a cancel was requested.
-func (a *runActor) keepLease(ctx context.Context, cancel context.CancelCauseFunc, run *persistence.Run) (stop func()) {
-	d := a.d
-	stopCh := make(chan struct{})
-	exited := make(chan struct{})
-	go func() {
-		defer close(exited)
-		t := time.NewTicker(d.Lease / 3)
-		defer t.Stop()
-		for {
-			select {
-			case <-stopCh:
-				return
-			case <-ctx.Done():
-				return
-			case <-t.C:
-			}
-			rctx, rcancel := a.dbCtx()
-			if _, err := d.Queue.Renew(rctx, d.Worker, a.entry.ID); err != nil {
-				d.Log.Warn("renew stream lease", "runId", run.ID.String(), "error", err)
-			}
-			lease, err := d.Runs.RenewLease(rctx, run.ID, run.Attempt, time.Now().Add(d.Lease))
-			rcancel()
-			switch {
-			case errors.Is(err, persistence.ErrStale):
-				cancel(errLeaseLost)
-				return
-			case err != nil:
-				d.Log.Warn("renew run lease", "runId", run.ID.String(), "error", err)
-			case lease.CancelRequested:
-				cancel(errCancelled)
-				return
-			}
-		}
-	}()
-	return func() { close(stopCh); <-exited }
+func runOptionsOf(run *persistence.Run) (persistence.RunOptions, error) {
+	return persistence.ParseRunOptions(run.Options)
 }
 
-func isolationOf(run *persistence.Run) string {
-	var o struct {
-		Isolation string `json:"isolation"`
-	}
-	_ = json.Unmarshal(run.Options, &o)
-	if o.Isolation == IsolationBrowser {
-		return IsolationBrowser
-	}
-	return IsolationContext
-}
-
-func (a *runActor) replayOptions(run *persistence.Run) browser.Options {
-	o := browser.Options{
+// browserOptions turns a run's options into the replay's.
+func browserOptions(run *persistence.Run, o persistence.RunOptions, d *Deps) browser.Options {
+	b := browser.Options{
 		RunID:                 run.ID.String(),
-		BrowserName:           run.Browser,
-		Timeout:               time.Duration(run.Timeout) * time.Millisecond,
-		TimingEnabled:         run.TimingEnabled,
-		TimingMode:            run.TimingMode,
-		SpeedMultiplier:       run.SpeedMultiplier,
-		ContinueOnError:       run.ContinueOnError,
-		AssertAutoCheckpoints: run.AssertAutoCheckpoints,
+		BrowserName:           o.Browser,
+		Timeout:               time.Duration(o.Timeout) * time.Millisecond,
+		TimingEnabled:         o.TimingEnabled,
+		TimingMode:            o.TimingMode,
+		SpeedMultiplier:       o.SpeedMultiplier,
+		MaxActionDelay:        time.Duration(o.MaxActionDelay) * time.Millisecond,
+		ContinueOnError:       o.ContinueOnError,
+		AssertAutoCheckpoints: o.AssertAutoCheckpoints,
 		Variables:             run.Variables,
-		FilesDir:              a.d.FilesDir,
+		FilesDir:              d.FilesDir,
 	}
-	if run.ScreenshotEnabled {
-		o.ScreenshotMode = run.ScreenshotMode
-		o.ScreenshotDir = a.d.ScreenshotDir
+	if o.MaxActionDelay == 0 {
+		// 0 means no pause at all, not the browser's default cap.
+		b.MaxActionDelay = time.Nanosecond
 	}
-	if run.VideoEnabled {
-		o.VideoDir = a.d.VideoDir
+	if o.Screenshot {
+		b.ScreenshotMode = o.ScreenshotMode
+		b.ScreenshotDir = d.ScreenshotDir
 	}
-	return o
+	if o.Video {
+		b.VideoDir = d.VideoDir
+	}
+	return b
 }

@@ -139,23 +139,26 @@ func (e *env) recording(n int, gapMs float64) []byte {
 	return raw
 }
 
-// createRun writes a queued run of data with its pending action rows and queues it.
+// createRun writes a recording and a queued run of data with its pending
+// action rows and queues it, the way the API does.
 func (e *env) createRun(data []byte, timingMode string, options map[string]any) uuid.UUID {
 	e.t.Helper()
 	ctx := context.Background()
 	rec := &persistence.Recording{UserID: e.user, OriginalID: uuid.NewString(), Name: "r", URL: e.site.URL, Data: data, Tags: []string{}, Variables: []string{}}
-	if _, err := e.db.NewInsert().Model(rec).Returning("*").Exec(ctx); err != nil {
+	if err := persistence.CreateRecording(ctx, e.db, rec); err != nil {
 		e.t.Fatal(err)
 	}
-	opts, _ := json.Marshal(options)
-	if options == nil {
-		opts = []byte(`{}`)
+	o := persistence.DefaultRunOptions()
+	o.TimingMode, o.Timeout = timingMode, 5000
+	if options != nil {
+		raw, _ := json.Marshal(options)
+		if err := json.Unmarshal(raw, &o); err != nil {
+			e.t.Fatal(err)
+		}
 	}
-	run := &persistence.Run{UserID: e.user, RecordingID: rec.ID, RecordingName: "r", RecordingURL: e.site.URL,
-		Status: persistence.StatusQueued, Browser: "chromium", Headless: true, Options: opts, Variables: map[string]string{},
-		ScreenshotPaths: []string{}, TriggeredBy: "api", Timeout: 5000, ScreenshotMode: "on-failure",
-		TimingEnabled: true, TimingMode: timingMode, SpeedMultiplier: 1}
-	if _, err := e.db.NewInsert().Model(run).Returning("*").Exec(ctx); err != nil {
+	run := &persistence.Run{UserID: e.user, RecordingID: rec.ID, RecordingVersion: rec.Version, RecordingName: "r",
+		RecordingURL: e.site.URL, Variables: map[string]string{}, TriggeredBy: "api"}
+	if err := o.ApplyTo(run); err != nil {
 		e.t.Fatal(err)
 	}
 	var parsed struct {
@@ -166,17 +169,15 @@ func (e *env) createRun(data []byte, timingMode string, options map[string]any) 
 	for i, a := range parsed.Actions {
 		refs[i] = persistence.ActionRef{ID: a.ID, Type: a.Type}
 	}
-	if err := e.runs.EnsureActions(ctx, run.ID, 0, refs); err != nil {
-		e.t.Fatal(err)
-	}
-	entry, err := e.q.Enqueue(ctx, run.ID)
+	created, _, err := persistence.CreateRun(ctx, e.db, persistence.NewRun{Run: run, Actions: refs, Now: time.Now(),
+		Enqueue: func(ctx context.Context, id uuid.UUID) (string, string, error) {
+			entry, err := e.q.Enqueue(ctx, id)
+			return e.q.Stream(), entry, err
+		}})
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	if err := e.runs.SetJob(ctx, run.ID, e.q.Stream(), entry); err != nil {
-		e.t.Fatal(err)
-	}
-	return run.ID
+	return created.ID
 }
 
 type workerOpts struct {
@@ -408,14 +409,16 @@ func (e *env) abandon(id uuid.UUID, attempts int) {
 	if _, err := e.q.Pull(ctx, "ghost", 10, 100*time.Millisecond); err != nil {
 		e.t.Fatal(err)
 	}
-	for i := 0; i < attempts; i++ {
-		from := persistence.StatusQueued
-		if i > 0 {
-			from = persistence.StatusRunning
-		}
-		if _, err := e.runs.StartAttempt(ctx, id, from, i, persistence.Owner{Worker: "ghost", ActorID: "ghost"}, time.Now().Add(-time.Minute)); err != nil {
-			e.t.Fatal(err)
-		}
+	// Attempt 1 started, then attempts-1 take-overs: each a failed delivery.
+	if _, err := e.runs.Start(ctx, id, 0, persistence.Owner{Worker: "ghost", ActorID: "ghost"}, time.Minute); err != nil {
+		e.t.Fatal(err)
+	}
+	_, err := e.db.NewUpdate().Model((*persistence.Run)(nil)).
+		Set("attempt = ?, deliveries = ?", attempts, attempts-1).
+		Set("lease_expires_at = now() - interval '1 minute'").
+		Where("id = ?", id).Exec(ctx)
+	if err != nil {
+		e.t.Fatal(err)
 	}
 }
 
@@ -462,7 +465,7 @@ func TestNoRunLostWhenRedisForgetsTheStream(t *testing.T) {
 	e := newEnv(t)
 	e.startWorker(workerOpts{concurrency: 2, lease: time.Second})
 	rec := &actors.Reconciler{Runs: e.runs, Queue: e.q, Redis: e.rdb, LockKey: e.prefix + "reconciler:lock", Owner: "t",
-		Lease: time.Second, MaxDeliveries: 3, Interval: 300 * time.Millisecond, Log: e.log}
+		Lease: time.Second, Interval: 300 * time.Millisecond, Log: e.log}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { defer close(done); rec.Run(ctx) }()

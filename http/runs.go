@@ -72,7 +72,7 @@ func (s *server) createRun(c *fiber.Ctx) error {
 		return invalid(ps...)
 	}
 	run := &persistence.Run{
-		UserID: user, RecordingID: rec.ID, RecordingName: rec.Name, RecordingURL: rec.URL,
+		UserID: user, RecordingID: rec.ID, RecordingVersion: rec.Version, RecordingName: rec.Name, RecordingURL: rec.URL,
 		Variables: req.Variables, TriggeredBy: req.TriggeredBy, CIMetadata: req.CIMetadata,
 	}
 	if key != "" {
@@ -268,7 +268,7 @@ func (s *server) retryRun(c *fiber.Ctx) error {
 		return err
 	}
 	run := &persistence.Run{
-		UserID: user, RecordingID: rec.ID, RecordingName: rec.Name, RecordingURL: rec.URL,
+		UserID: user, RecordingID: rec.ID, RecordingVersion: rec.Version, RecordingName: rec.Name, RecordingURL: rec.URL,
 		Browser: src.Browser, Headless: src.Headless, VideoEnabled: src.VideoEnabled,
 		ScreenshotEnabled: src.ScreenshotEnabled, ScreenshotMode: src.ScreenshotMode, Timeout: src.Timeout,
 		TimingEnabled: src.TimingEnabled, TimingMode: src.TimingMode, SpeedMultiplier: src.SpeedMultiplier,

@@ -316,7 +316,7 @@ func (f *fakeCanceller) CancelRun(ctx context.Context, run *persistence.Run, tim
 		return false, nil
 	}
 	runs := &persistence.Runs{DB: testDB()}
-	if err := runs.Cancel(ctx, run.ID, persistence.StatusRunning, run.Attempt); err != nil {
+	if err := runs.Cancel(ctx, run.ID, run.Attempt); err != nil {
 		return false, err
 	}
 	return true, nil
@@ -326,8 +326,8 @@ func (f *fakeCanceller) CancelRun(ctx context.Context, run *persistence.Run, tim
 func startRun(t *testing.T, id string) {
 	t.Helper()
 	runs := &persistence.Runs{DB: testDB()}
-	_, err := runs.StartAttempt(context.Background(), uuid.MustParse(id), persistence.StatusQueued, 0,
-		persistence.Owner{Worker: "worker-test"}, time.Now().Add(time.Minute))
+	_, err := runs.Start(context.Background(), uuid.MustParse(id), 0,
+		persistence.Owner{Worker: "worker-test"}, time.Minute)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -350,7 +350,7 @@ func TestCancelQueuedRun(t *testing.T) {
 	h.do("POST", "/api/v1/runs/"+id+"/cancel", nil).wantError(t, 400, CodeInvalidRunStatus)
 	// A finished run never changes: a worker that still holds it cannot start it.
 	runs := &persistence.Runs{DB: testDB()}
-	if _, err := runs.StartAttempt(context.Background(), uuid.MustParse(id), persistence.StatusQueued, 0, persistence.Owner{}, time.Now()); !errors.Is(err, persistence.ErrStale) {
+	if _, err := runs.Start(context.Background(), uuid.MustParse(id), 0, persistence.Owner{}, time.Minute); !errors.Is(err, persistence.ErrStale) {
 		t.Fatalf("start after cancel: %v", err)
 	}
 }
@@ -408,7 +408,7 @@ func TestCancelRunningRun(t *testing.T) {
 		}
 		// The worker learns of it at its next lease renewal.
 		runs := &persistence.Runs{DB: testDB()}
-		lease, err := runs.RenewLease(context.Background(), uuid.MustParse(id), 1, time.Now().Add(time.Minute))
+		lease, err := runs.RenewLease(context.Background(), uuid.MustParse(id), 1, time.Minute)
 		if err != nil || !lease.CancelRequested {
 			t.Fatalf("lease %+v, %v", lease, err)
 		}

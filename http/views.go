@@ -46,7 +46,7 @@ func newRunView(r *persistence.Run) runView {
 		RecordingID:       r.RecordingID.String(),
 		RecordingName:     r.RecordingName,
 		RecordingURL:      r.RecordingURL,
-		Status:            r.Status,
+		Status:            string(r.Status),
 		Browser:           r.Browser,
 		Headless:          r.Headless,
 		Options:           r.Options,
@@ -104,7 +104,7 @@ type runCreatedView struct {
 func newRunCreatedView(r *persistence.Run) runCreatedView {
 	v := runCreatedView{
 		ID: r.ID.String(), RecordingID: r.RecordingID.String(), RecordingName: r.RecordingName,
-		Status: r.Status, Browser: r.Browser, Headless: r.Headless, CreatedAt: fmtTime(r.CreatedAt),
+		Status: string(r.Status), Browser: r.Browser, Headless: r.Headless, CreatedAt: fmtTime(r.CreatedAt),
 	}
 	if r.RetryOf != nil {
 		s := r.RetryOf.String()

@@ -8,15 +8,6 @@ import (
 	"github.com/uptrace/bun"
 )
 
-// Run statuses (PostgreSQL enum run_status).
-const (
-	StatusQueued    = "queued"
-	StatusRunning   = "running"
-	StatusPassed    = "passed"
-	StatusFailed    = "failed"
-	StatusCancelled = "cancelled"
-)
-
 // Action statuses (PostgreSQL enum action_status).
 const (
 	ActionPending = "pending"
@@ -25,11 +16,6 @@ const (
 	ActionTimeout = "timeout"
 	ActionSkipped = "skipped"
 )
-
-// IsTerminal reports whether a run in status s can never change again.
-func IsTerminal(s string) bool {
-	return s == StatusPassed || s == StatusFailed || s == StatusCancelled
-}
 
 // User owns tokens, recordings and runs.
 type User struct {
@@ -78,9 +64,12 @@ type Recording struct {
 	SchemaVersion       string          `bun:"schema_version,notnull"`
 	DataSizeBytes       int             `bun:"data_size_bytes,notnull"`
 	Variables           []string        `bun:"variables,array"`
-	CreatedAt           time.Time       `bun:"created_at,notnull,default:current_timestamp"`
-	UpdatedAt           time.Time       `bun:"updated_at,notnull,default:current_timestamp"`
-	DeletedAt           *time.Time      `bun:"deleted_at"`
+	// Version goes up with every change of Data; runs replay the version
+	// they were created with (RecordingVersion).
+	Version   int        `bun:"version,notnull,default:1"`
+	CreatedAt time.Time  `bun:"created_at,notnull,default:current_timestamp"`
+	UpdatedAt time.Time  `bun:"updated_at,notnull,default:current_timestamp"`
+	DeletedAt *time.Time `bun:"deleted_at"`
 }
 
 // Run is one execution of a recording. Status changes only through the
@@ -88,13 +77,17 @@ type Recording struct {
 type Run struct {
 	bun.BaseModel `bun:"table:runs"`
 
-	ID                    uuid.UUID         `bun:"id,pk,type:uuid,default:gen_random_uuid()"`
-	UserID                uuid.UUID         `bun:"user_id,type:uuid,notnull"`
-	RecordingID           uuid.UUID         `bun:"recording_id,type:uuid,notnull"`
-	RecordingName         string            `bun:"recording_name,notnull"`
-	RecordingURL          string            `bun:"recording_url,notnull"`
-	Status                string            `bun:"status,notnull,default:'queued'"`
-	Attempt               int               `bun:"attempt,notnull"`
+	ID               uuid.UUID `bun:"id,pk,type:uuid,default:gen_random_uuid()"`
+	UserID           uuid.UUID `bun:"user_id,type:uuid,notnull"`
+	RecordingID      uuid.UUID `bun:"recording_id,type:uuid,notnull"`
+	RecordingName    string    `bun:"recording_name,notnull"`
+	RecordingURL     string    `bun:"recording_url,notnull"`
+	RecordingVersion int       `bun:"recording_version,notnull"`
+	Status           Status    `bun:"status,notnull,default:'queued'"`
+	Attempt          int       `bun:"attempt,notnull"`
+	// Deliveries counts failed attempts only (owner lost or crashed); a
+	// hand-back does not count.
+	Deliveries            int               `bun:"deliveries,notnull"`
 	Browser               string            `bun:"browser,notnull,default:'chromium'"`
 	Headless              bool              `bun:"headless,notnull"`
 	VideoEnabled          bool              `bun:"video_enabled,notnull"`
@@ -114,25 +107,28 @@ type Run struct {
 	ActorAddress          string            `bun:"actor_address,notnull"`
 	ActorID               string            `bun:"actor_id,notnull"`
 	LeaseExpiresAt        *time.Time        `bun:"lease_expires_at"`
-	CancelRequestedAt     *time.Time        `bun:"cancel_requested_at"`
-	RetryOf               *uuid.UUID        `bun:"retry_of,type:uuid"`
-	IdempotencyKey        *string           `bun:"idempotency_key"`
-	TriggeredBy           string            `bun:"triggered_by,notnull,default:'api'"`
-	CIMetadata            json.RawMessage   `bun:"ci_metadata,type:jsonb"`
-	ActionsTotal          int               `bun:"actions_total,notnull"`
-	ActionsExecuted       int               `bun:"actions_executed,notnull"`
-	ActionsFailed         int               `bun:"actions_failed,notnull"`
-	ActionsSkipped        int               `bun:"actions_skipped,notnull"`
-	DurationMs            *int64            `bun:"duration_ms"`
-	StartedAt             *time.Time        `bun:"started_at"`
-	CompletedAt           *time.Time        `bun:"completed_at"`
-	ErrorMessage          *string           `bun:"error_message"`
-	ErrorActionID         *string           `bun:"error_action_id"`
-	VideoPath             *string           `bun:"video_path"`
-	ScreenshotPaths       []string          `bun:"screenshot_paths,type:jsonb,notnull"`
-	CreatedAt             time.Time         `bun:"created_at,notnull,default:current_timestamp"`
-	UpdatedAt             time.Time         `bun:"updated_at,notnull,default:current_timestamp"`
-	DeletedAt             *time.Time        `bun:"deleted_at"`
+	// LeaseExpired is read with the run (Runs.Get): no lease, or one that
+	// ended by the database's clock.
+	LeaseExpired      bool            `bun:"lease_expired,scanonly"`
+	CancelRequestedAt *time.Time      `bun:"cancel_requested_at"`
+	RetryOf           *uuid.UUID      `bun:"retry_of,type:uuid"`
+	IdempotencyKey    *string         `bun:"idempotency_key"`
+	TriggeredBy       string          `bun:"triggered_by,notnull,default:'api'"`
+	CIMetadata        json.RawMessage `bun:"ci_metadata,type:jsonb"`
+	ActionsTotal      int             `bun:"actions_total,notnull"`
+	ActionsExecuted   int             `bun:"actions_executed,notnull"`
+	ActionsFailed     int             `bun:"actions_failed,notnull"`
+	ActionsSkipped    int             `bun:"actions_skipped,notnull"`
+	DurationMs        *int64          `bun:"duration_ms"`
+	StartedAt         *time.Time      `bun:"started_at"`
+	CompletedAt       *time.Time      `bun:"completed_at"`
+	ErrorMessage      *string         `bun:"error_message"`
+	ErrorActionID     *string         `bun:"error_action_id"`
+	VideoPath         *string         `bun:"video_path"`
+	ScreenshotPaths   []string        `bun:"screenshot_paths,type:jsonb,notnull"`
+	CreatedAt         time.Time       `bun:"created_at,notnull,default:current_timestamp"`
+	UpdatedAt         time.Time       `bun:"updated_at,notnull,default:current_timestamp"`
+	DeletedAt         *time.Time      `bun:"deleted_at"`
 }
 
 // RunAction is the result of one action of a run, keyed by (run_id, action_index).
@@ -157,4 +153,15 @@ type RunAction struct {
 	Metadata       json.RawMessage `bun:"metadata,type:jsonb"`
 	CreatedAt      time.Time       `bun:"created_at,notnull,default:current_timestamp"`
 	UpdatedAt      time.Time       `bun:"updated_at,notnull,default:current_timestamp"`
+}
+
+// RecordingVersion keeps every version of a recording's data, so a run
+// replays what it was created with whatever happens to the recording.
+type RecordingVersion struct {
+	bun.BaseModel `bun:"table:recording_versions"`
+
+	RecordingID uuid.UUID       `bun:"recording_id,pk,type:uuid"`
+	Version     int             `bun:"version,pk"`
+	Data        json.RawMessage `bun:"data,type:jsonb,notnull"`
+	CreatedAt   time.Time       `bun:"created_at,notnull,default:current_timestamp"`
 }

@@ -81,7 +81,13 @@ func CreateRecording(ctx context.Context, db bun.IDB, rec *Recording) error {
 	} else if id != uuid.Nil {
 		return &DuplicateOriginalIDError{OriginalID: rec.OriginalID, ExistingID: id}
 	}
-	_, err := db.NewInsert().Model(rec).Returning("*").Exec(ctx)
+	rec.Version = 1
+	err := db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
+		if _, err := tx.NewInsert().Model(rec).Returning("*").Exec(ctx); err != nil {
+			return err
+		}
+		return insertVersion(ctx, tx, rec)
+	})
 	if uniqueViolationOn(err, "recordings_user_original_key") {
 		// Lost a race with a concurrent upload of the same recording.
 		if id, lerr := liveRecordingByOriginalID(ctx, db, rec.UserID, rec.OriginalID, uuid.Nil); lerr == nil && id != uuid.Nil {
@@ -183,14 +189,27 @@ func UpdateRecording(ctx context.Context, db bun.IDB, rec *Recording, now time.T
 		return &DuplicateOriginalIDError{OriginalID: rec.OriginalID, ExistingID: id}
 	}
 	rec.UpdatedAt = now
-	res, err := db.NewUpdate().Model(rec).
-		Column("original_id", "name", "description", "url", "tags", "data", "action_count",
-			"estimated_duration_ms", "schema_version", "data_size_bytes", "variables", "updated_at").
-		Where("id = ?", rec.ID).
-		Where("user_id = ?", rec.UserID).
-		Where("deleted_at IS NULL").
-		Returning("*").
-		Exec(ctx)
+	var res sql.Result
+	err := db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
+		var err error
+		res, err = tx.NewUpdate().Model(rec).
+			Column("original_id", "name", "description", "url", "tags", "data", "action_count",
+				"estimated_duration_ms", "schema_version", "data_size_bytes", "variables", "updated_at").
+			Set("version = version + 1").
+			Where("id = ?", rec.ID).
+			Where("user_id = ?", rec.UserID).
+			Where("deleted_at IS NULL").
+			Returning("*").
+			Exec(ctx)
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return nil
+		}
+		// Runs already created keep replaying the version they were made with.
+		return insertVersion(ctx, tx, rec)
+	})
 	if uniqueViolationOn(err, "recordings_user_original_key") {
 		if id, lerr := liveRecordingByOriginalID(ctx, db, rec.UserID, rec.OriginalID, rec.ID); lerr == nil && id != uuid.Nil {
 			return &DuplicateOriginalIDError{OriginalID: rec.OriginalID, ExistingID: id}
@@ -201,6 +220,15 @@ func UpdateRecording(ctx context.Context, db bun.IDB, rec *Recording, now time.T
 	}
 	if n, _ := res.RowsAffected(); n == 0 {
 		return ErrRecordingNotFound
+	}
+	return nil
+}
+
+// insertVersion keeps rec's data as its version rec.Version.
+func insertVersion(ctx context.Context, tx bun.Tx, rec *Recording) error {
+	v := &RecordingVersion{RecordingID: rec.ID, Version: rec.Version, Data: rec.Data, CreatedAt: rec.UpdatedAt}
+	if _, err := tx.NewInsert().Model(v).Exec(ctx); err != nil {
+		return fmt.Errorf("keep version %d of recording %s: %w", rec.Version, rec.ID, err)
 	}
 	return nil
 }

@@ -271,7 +271,7 @@ func ListRuns(ctx context.Context, db bun.IDB, q RunQuery) ([]Run, int, error) {
 // pending actions skipped with reason "cancelled". It is a compare-and-set
 // on status queued: ErrStale means the run is no longer queued.
 func CancelQueuedUserRun(ctx context.Context, db bun.IDB, userID, id uuid.UUID, now time.Time) error {
-	return endUnfinished(ctx, db, unfinished{id: id, user: &userID, from: StatusQueued,
+	return endUnfinished(ctx, db, unfinished{t: TCancelQueued, id: id, user: &userID, from: StatusQueued,
 		status: StatusCancelled, reason: "cancelled", now: now})
 }
 
@@ -395,4 +395,60 @@ func (o RunOptions) ApplyTo(run *Run) error {
 	run.ContinueOnError = o.ContinueOnError
 	run.AssertAutoCheckpoints = o.AssertAutoCheckpoints
 	return nil
+}
+
+// ParseRunOptions reads a run's stored options document over the defaults
+// (a key missing from an older document keeps its default) and checks it.
+func ParseRunOptions(doc []byte) (RunOptions, error) {
+	o := DefaultRunOptions()
+	if len(doc) > 0 {
+		if err := json.Unmarshal(doc, &o); err != nil {
+			return o, fmt.Errorf("run options: %w", err)
+		}
+	}
+	if problems := o.Validate(); len(problems) > 0 {
+		return o, fmt.Errorf("run options: %s", problems[0])
+	}
+	return o, nil
+}
+
+// OptionProblem is one option out of its bounds.
+type OptionProblem struct {
+	Field   string // the option's JSON name
+	Message string
+}
+
+func (p OptionProblem) String() string { return p.Field + ": " + p.Message }
+
+// Validate checks every option against its bounds and allowed values.
+func (o RunOptions) Validate() []OptionProblem {
+	var ps []OptionProblem
+	bad := func(field, format string, args ...any) {
+		ps = append(ps, OptionProblem{Field: field, Message: fmt.Sprintf(format, args...)})
+	}
+	if o.Timeout < MinTimeoutMs || o.Timeout > MaxTimeoutMs {
+		bad("timeout", "must be from %d to %d ms", MinTimeoutMs, MaxTimeoutMs)
+	}
+	switch o.ScreenshotMode {
+	case "on-failure", "always", "never":
+	default:
+		bad("screenshotMode", "must be on-failure, always or never")
+	}
+	switch o.TimingMode {
+	case "realistic", "fast", "instant":
+	default:
+		bad("timingMode", "must be realistic, fast or instant")
+	}
+	if o.SpeedMultiplier < MinSpeedMultiplier || o.SpeedMultiplier > MaxSpeedMultiplier {
+		bad("speedMultiplier", "must be from %g to %g", MinSpeedMultiplier, MaxSpeedMultiplier)
+	}
+	if o.MaxActionDelay < 0 || o.MaxActionDelay > MaxMaxActionDelay {
+		bad("maxActionDelay", "must be from 0 to %d ms", MaxMaxActionDelay)
+	}
+	switch o.Isolation {
+	case "context", "browser":
+	default:
+		bad("isolation", "must be context or browser")
+	}
+	return ps
 }

@@ -121,7 +121,7 @@ func TestUserRunCancelIsCompareAndSet(t *testing.T) {
 
 	running := mk()
 	runs := &persistence.Runs{DB: db}
-	if _, err := runs.StartAttempt(ctx, running.ID, persistence.StatusQueued, 0, persistence.Owner{Worker: "w"}, now.Add(time.Minute)); err != nil {
+	if _, err := runs.Start(ctx, running.ID, 0, persistence.Owner{Worker: "w"}, time.Minute); err != nil {
 		t.Fatal(err)
 	}
 	if err := persistence.CancelQueuedUserRun(ctx, db, running.UserID, running.ID, now); !errors.Is(err, persistence.ErrStale) {

@@ -26,7 +26,13 @@ var ErrRunNotFound = errors.New("run not found")
 type Runs struct {
 	DB  bun.IDB
 	Now func() time.Time
+	// MaxDeliveries is how many failed attempts a run may have before it
+	// fails with "worker lost" (default DefaultMaxDeliveries).
+	MaxDeliveries int
 }
+
+// DefaultMaxDeliveries is how many failed attempts a run gets.
+const DefaultMaxDeliveries = 3
 
 func (s *Runs) now() time.Time {
 	if s.Now != nil {
@@ -36,10 +42,14 @@ func (s *Runs) now() time.Time {
 }
 
 // Get loads a run by id, deleted or not (the worker must see a run deleted
-// while running to cancel it).
+// while running to cancel it), with LeaseExpired read from the database's
+// clock.
 func (s *Runs) Get(ctx context.Context, id uuid.UUID) (*Run, error) {
 	run := new(Run)
-	err := s.DB.NewSelect().Model(run).Where("id = ?", id).Scan(ctx)
+	err := s.DB.NewSelect().Model(run).
+		ColumnExpr("run.*").
+		ColumnExpr("(run.lease_expires_at IS NULL OR run.lease_expires_at < now()) AS lease_expired").
+		Where("run.id = ?", id).Scan(ctx)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, ErrRunNotFound
 	}
@@ -49,13 +59,17 @@ func (s *Runs) Get(ctx context.Context, id uuid.UUID) (*Run, error) {
 	return run, nil
 }
 
-// RecordingData returns the recorder JSON of a run's recording, even when the
-// recording was soft-deleted after the run was queued.
-func (s *Runs) RecordingData(ctx context.Context, recordingID uuid.UUID) ([]byte, error) {
+// RecordingData returns the recorder JSON a run replays: the version of its
+// recording it was created with, even when the recording was changed or
+// soft-deleted since.
+func (s *Runs) RecordingData(ctx context.Context, run *Run) ([]byte, error) {
 	var data []byte
-	err := s.DB.NewSelect().Model((*Recording)(nil)).Column("data").Where("id = ?", recordingID).Scan(ctx, &data)
+	err := s.DB.NewSelect().Model((*RecordingVersion)(nil)).Column("data").
+		Where("recording_id = ?", run.RecordingID).
+		Where("version = ?", run.RecordingVersion).
+		Scan(ctx, &data)
 	if err != nil {
-		return nil, fmt.Errorf("load recording %s: %w", recordingID, err)
+		return nil, fmt.Errorf("load recording %s version %d: %w", run.RecordingID, run.RecordingVersion, err)
 	}
 	return data, nil
 }
@@ -68,35 +82,76 @@ type Owner struct {
 	ActorID      string
 }
 
-// StartAttempt moves a run from (fromStatus, fromAttempt) to running with
-// attempt fromAttempt+1 owned by o, with a lease until leaseUntil, and resets
-// its action rows to pending for the new attempt. fromStatus is queued for a
-// fresh pull, or running when a coordinator reclaims an abandoned attempt.
-// A run whose cancel was requested is not started.
-func (s *Runs) StartAttempt(ctx context.Context, id uuid.UUID, fromStatus string, fromAttempt int, o Owner, leaseUntil time.Time) (*Run, error) {
+// Start takes a queued run (transition 2): attempt+1, owned by o, leased for
+// lease by the database's clock, rows reset. A run whose cancel was
+// requested, that was deleted, or whose deliveries are spent is not started
+// (ErrStale).
+func (s *Runs) Start(ctx context.Context, id uuid.UUID, attempt int, o Owner, lease time.Duration) (*Run, error) {
+	return s.begin(ctx, TStart, id, StatusQueued, attempt, o, lease)
+}
+
+// TakeOver starts the next attempt of a running run whose owner is gone
+// (transition 4): its lease expired by the database's clock. It counts a
+// delivery. ErrStale when the owner renewed, another worker took it first,
+// a cancel was requested (cancel it with CancelOrphan) or deliveries+1
+// would reach the maximum (give it up with GiveUp).
+func (s *Runs) TakeOver(ctx context.Context, id uuid.UUID, attempt int, o Owner, lease time.Duration) (*Run, error) {
+	return s.begin(ctx, TTakeOver, id, StatusRunning, attempt, o, lease)
+}
+
+// CrashRestart starts the next attempt of a run on the node that owns it,
+// after its browser crashed (transition 11). It counts a delivery.
+func (s *Runs) CrashRestart(ctx context.Context, id uuid.UUID, attempt int, o Owner, lease time.Duration) (*Run, error) {
+	return s.begin(ctx, TCrashRestart, id, StatusRunning, attempt, o, lease)
+}
+
+func (s *Runs) maxDeliveries() int {
+	if s.MaxDeliveries > 0 {
+		return s.MaxDeliveries
+	}
+	return DefaultMaxDeliveries
+}
+
+// begin is the one write of transitions 2, 4 and 11.
+func (s *Runs) begin(ctx context.Context, t Transition, id uuid.UUID, from Status, attempt int, o Owner, lease time.Duration) (*Run, error) {
+	if err := mustAllow(t, from, StatusRunning); err != nil {
+		return nil, err
+	}
 	run := new(Run)
 	now := s.now()
 	err := s.DB.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
-		res, err := tx.NewUpdate().Model(run).
+		q := tx.NewUpdate().Model(run).
 			Set("status = ?", StatusRunning).
 			Set("attempt = attempt + 1").
 			Set("worker_node = ?", o.Worker).
 			Set("actor_address = ?", o.ActorAddress).
 			Set("actor_id = ?", o.ActorID).
-			Set("lease_expires_at = ?", leaseUntil).
+			Set("lease_expires_at = now() + make_interval(secs => ?)", lease.Seconds()).
 			Set("started_at = ?", now).
 			Set("completed_at = NULL").
 			Set("actions_executed = 0, actions_failed = 0, actions_skipped = 0").
 			Set("error_message = NULL, error_action_id = NULL").
 			Set("updated_at = ?", now).
 			Where("id = ?", id).
-			Where("status = ?", fromStatus).
-			Where("attempt = ?", fromAttempt).
+			Where("status = ?", from).
+			Where("attempt = ?", attempt).
 			Where("cancel_requested_at IS NULL").
 			Where("deleted_at IS NULL").
-			Returning("*").
-			Exec(ctx)
-		if err := affected(res, err, ErrStale, "start run %s", id); err != nil {
+			Returning("*")
+		switch t {
+		case TStart:
+			q = q.Where("deliveries < ?", s.maxDeliveries())
+		case TTakeOver:
+			q = q.Set("deliveries = deliveries + 1").
+				Where("deliveries + 1 < ?", s.maxDeliveries()).
+				Where("(lease_expires_at IS NULL OR lease_expires_at < now())")
+		case TCrashRestart:
+			q = q.Set("deliveries = deliveries + 1").
+				Where("deliveries + 1 < ?", s.maxDeliveries()).
+				Where("worker_node = ?", o.Worker)
+		}
+		res, err := q.Exec(ctx)
+		if err := affected(res, err, ErrStale, "%s run %s", t, id); err != nil {
 			return err
 		}
 		_, err = tx.NewUpdate().Model((*RunAction)(nil)).
@@ -119,54 +174,42 @@ func (s *Runs) StartAttempt(ctx context.Context, id uuid.UUID, fromStatus string
 	return run, nil
 }
 
-// EnsureActions writes a pending row for each action that has none yet, so a
-// run always has one row per action of its recording.
-func (s *Runs) EnsureActions(ctx context.Context, id uuid.UUID, attempt int, refs []ActionRef) error {
-	if len(refs) == 0 {
-		return nil
-	}
-	rows := make([]RunAction, len(refs))
-	for i, r := range refs {
-		rows[i] = RunAction{RunID: id, Attempt: attempt, ActionID: r.ID, ActionIndex: i, ActionType: r.Type, Status: ActionPending, Warnings: []string{}}
-	}
-	_, err := s.DB.NewInsert().Model(&rows).On("CONFLICT (run_id, action_index) DO NOTHING").Exec(ctx)
-	if err != nil {
-		return fmt.Errorf("write pending actions of run %s: %w", id, err)
-	}
-	return nil
-}
-
 // ActionRef names one action of a recording, in replay order.
 type ActionRef struct {
 	ID   string
 	Type string
 }
 
-// SaveAction writes the result of one action of attempt. It does nothing and
-// returns ErrStale when the run is no longer running at that attempt.
+// SaveAction writes the result of one action of attempt. It does nothing
+// and returns ErrStale when the run is no longer running at that attempt.
+// The row's own attempt is compared too, under the row's lock, so a stale
+// write that waited behind the next attempt's reset lands nowhere.
 func (s *Runs) SaveAction(ctx context.Context, id uuid.UUID, attempt int, a *RunAction) error {
-	if a.Warnings == nil {
-		a.Warnings = []string{}
-	}
-	a.RunID, a.Attempt = id, attempt
-	now := s.now()
-	res, err := s.DB.NewUpdate().Model(a).
-		Column("status", "started_at", "completed_at", "duration_ms", "selector_used", "error_message", "reason", "warnings", "screenshot_path", "metadata").
-		Set("attempt = ?", attempt).
-		Set("updated_at = ?", now).
-		Where("run_id = ?", id).
-		Where("action_index = ?", a.ActionIndex).
-		Where("EXISTS (SELECT 1 FROM runs WHERE runs.id = ? AND runs.status = ? AND runs.attempt = ?)", id, StatusRunning, attempt).
-		Exec(ctx)
+	res, err := saveAction(ctx, s.DB, id, attempt, a, s.now())
 	if err := affected(res, err, ErrStale, "save action %d of run %s", a.ActionIndex, id); err != nil {
 		return err
 	}
 	return nil
 }
 
+func saveAction(ctx context.Context, db bun.IDB, id uuid.UUID, attempt int, a *RunAction, now time.Time) (sql.Result, error) {
+	if a.Warnings == nil {
+		a.Warnings = []string{}
+	}
+	a.RunID, a.Attempt = id, attempt
+	return db.NewUpdate().Model(a).
+		Column("status", "started_at", "completed_at", "duration_ms", "selector_used", "error_message", "reason", "warnings", "screenshot_path", "metadata").
+		Set("updated_at = ?", now).
+		Where("run_id = ?", id).
+		Where("action_index = ?", a.ActionIndex).
+		Where("attempt = ?", attempt).
+		Where("EXISTS (SELECT 1 FROM runs WHERE runs.id = ? AND runs.status = ? AND runs.attempt = ?)", id, StatusRunning, attempt).
+		Exec(ctx)
+}
+
 // Outcome is the final result of an attempt.
 type Outcome struct {
-	Status          string
+	Status          Status
 	ActionsTotal    int
 	ActionsExecuted int
 	ActionsFailed   int
@@ -178,40 +221,102 @@ type Outcome struct {
 	ErrorActionID   string
 	VideoPath       string
 	Screenshots     []string
+	// Rows are action results not yet written (their own write failed or
+	// never happened); they are written with the outcome.
+	Rows []RunAction
+	// Unsettled is the reason given to rows still pending after Rows are
+	// written: they end skipped with it, so no finished run keeps a
+	// pending row.
+	Unsettled string
 }
 
-// Finish moves a running attempt to its terminal status. ErrStale means the
-// attempt is no longer the run's current one (or the run already finished).
+// Finish ends the owner's attempt with its result: passed or failed
+// (transition 5), or cancelled with partial results (transition 6). In one
+// transaction: the run (compare-and-set), the unwritten rows, every row
+// still pending settled skipped, and the counters from the rows. ErrStale
+// means the attempt is no longer the run's current one (or it finished).
 func (s *Runs) Finish(ctx context.Context, id uuid.UUID, attempt int, o Outcome) error {
-	if !IsTerminal(o.Status) {
-		return fmt.Errorf("finish run %s: %q is not a terminal status", id, o.Status)
+	t := TFinish
+	if o.Status == StatusCancelled {
+		t = TCancel
+	}
+	if err := mustAllow(t, StatusRunning, o.Status); err != nil {
+		return err
 	}
 	if o.Screenshots == nil {
 		o.Screenshots = []string{}
 	}
-	q := s.DB.NewUpdate().Model((*Run)(nil)).
-		Set("status = ?", o.Status).
-		Set("actions_total = ?", o.ActionsTotal).
-		Set("actions_executed = ?", o.ActionsExecuted).
-		Set("actions_failed = ?", o.ActionsFailed).
-		Set("actions_skipped = ?", o.ActionsSkipped).
-		Set("duration_ms = ?", o.DurationMs).
-		Set("completed_at = ?", o.CompletedAt.UTC()).
-		Set("error_message = ?", nullString(o.ErrorMessage)).
-		Set("error_action_id = ?", nullString(o.ErrorActionID)).
-		Set("video_path = ?", nullString(o.VideoPath)).
-		Set("screenshot_paths = ?::jsonb", mustJSON(o.Screenshots)).
-		Set("lease_expires_at = NULL").
-		Set("updated_at = ?", s.now()).
-		Where("id = ?", id).
-		Where("status = ?", StatusRunning).
-		Where("attempt = ?", attempt)
-	if o.StartedAt != nil {
-		q = q.Set("started_at = ?", o.StartedAt.UTC())
+	if o.Unsettled == "" {
+		o.Unsettled = "no result recorded"
 	}
-	res, err := q.Exec(ctx)
-	if err := affected(res, err, ErrStale, "finish run %s", id); err != nil {
-		return err
+	now := s.now()
+	return s.DB.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
+		q := tx.NewUpdate().Model((*Run)(nil)).
+			Set("status = ?", o.Status).
+			Set("duration_ms = ?", o.DurationMs).
+			Set("completed_at = ?", o.CompletedAt.UTC()).
+			Set("error_message = ?", nullString(o.ErrorMessage)).
+			Set("error_action_id = ?", nullString(o.ErrorActionID)).
+			Set("video_path = ?", nullString(o.VideoPath)).
+			Set("screenshot_paths = ?::jsonb", mustJSON(o.Screenshots)).
+			Set("lease_expires_at = NULL").
+			Set("updated_at = ?", now).
+			Where("id = ?", id).
+			Where("status = ?", StatusRunning).
+			Where("attempt = ?", attempt)
+		if o.StartedAt != nil {
+			q = q.Set("started_at = ?", o.StartedAt.UTC())
+		}
+		res, err := q.Exec(ctx)
+		if err := affected(res, err, ErrStale, "finish run %s", id); err != nil {
+			return err
+		}
+		for i := range o.Rows {
+			// The run row is locked by this transaction: these cannot race
+			// a new attempt. Status is no longer running, so write directly.
+			r := &o.Rows[i]
+			if r.Warnings == nil {
+				r.Warnings = []string{}
+			}
+			r.RunID, r.Attempt = id, attempt
+			_, err := tx.NewUpdate().Model(r).
+				Column("status", "started_at", "completed_at", "duration_ms", "selector_used", "error_message", "reason", "warnings", "screenshot_path", "metadata").
+				Set("updated_at = ?", now).
+				Where("run_id = ?", id).
+				Where("action_index = ?", r.ActionIndex).
+				Where("attempt = ?", attempt).
+				Exec(ctx)
+			if err != nil {
+				return fmt.Errorf("write action %d of run %s: %w", r.ActionIndex, id, err)
+			}
+		}
+		return settleRows(ctx, tx, id, o.Unsettled, now)
+	})
+}
+
+// settleRows marks every pending row of run id skipped with reason and sets
+// the run's counters from its rows, so a finished run reads consistently.
+func settleRows(ctx context.Context, tx bun.Tx, id uuid.UUID, reason string, now time.Time) error {
+	_, err := tx.NewUpdate().Model((*RunAction)(nil)).
+		Set("status = ?", ActionSkipped).
+		Set("reason = ?", reason).
+		Set("updated_at = ?", now).
+		Where("run_id = ?", id).
+		Where("status = ?", ActionPending).
+		Exec(ctx)
+	if err != nil {
+		return fmt.Errorf("skip actions of run %s: %w", id, err)
+	}
+	_, err = tx.NewRaw(`UPDATE runs SET
+		actions_total = c.total, actions_executed = c.executed, actions_failed = c.failed, actions_skipped = c.skipped
+		FROM (SELECT count(*) AS total,
+			count(*) FILTER (WHERE status IN ('success','failed','timeout')) AS executed,
+			count(*) FILTER (WHERE status IN ('failed','timeout')) AS failed,
+			count(*) FILTER (WHERE status = 'skipped') AS skipped
+			FROM run_actions WHERE run_id = ?) c
+		WHERE runs.id = ?`, id, id).Exec(ctx)
+	if err != nil {
+		return fmt.Errorf("count actions of run %s: %w", id, err)
 	}
 	return nil
 }
@@ -221,14 +326,15 @@ type Lease struct {
 	CancelRequested bool
 }
 
-// RenewLease extends the lease of a running attempt and reports whether a
-// cancel was requested meanwhile (the fallback when the cancel message was
-// missed). ErrStale means the attempt lost the run.
-func (s *Runs) RenewLease(ctx context.Context, id uuid.UUID, attempt int, until time.Time) (Lease, error) {
+// RenewLease extends the lease of a running attempt to lease from now by
+// the database's clock (transition 3) and reports whether a cancel was
+// requested meanwhile (the fallback when the cancel message was missed).
+// ErrStale means the attempt lost the run.
+func (s *Runs) RenewLease(ctx context.Context, id uuid.UUID, attempt int, lease time.Duration) (Lease, error) {
 	var cancelAt *time.Time
 	var deletedAt *time.Time
 	err := s.DB.NewUpdate().Model((*Run)(nil)).
-		Set("lease_expires_at = ?", until).
+		Set("lease_expires_at = now() + make_interval(secs => ?)", lease.Seconds()).
 		Where("id = ?", id).
 		Where("status = ?", StatusRunning).
 		Where("attempt = ?", attempt).
@@ -243,9 +349,12 @@ func (s *Runs) RenewLease(ctx context.Context, id uuid.UUID, attempt int, until 
 	return Lease{CancelRequested: cancelAt != nil || deletedAt != nil}, nil
 }
 
-// Requeue hands a running attempt back as queued (graceful shutdown): the
-// next worker starts it as the next attempt.
-func (s *Runs) Requeue(ctx context.Context, id uuid.UUID, attempt int) error {
+// HandBack returns a running attempt to the queue (transition 9, graceful
+// shutdown): the attempt is kept for fencing and deliveries do not change.
+func (s *Runs) HandBack(ctx context.Context, id uuid.UUID, attempt int) error {
+	if err := mustAllow(THandBack, StatusRunning, StatusQueued); err != nil {
+		return err
+	}
 	res, err := s.DB.NewUpdate().Model((*Run)(nil)).
 		Set("status = ?", StatusQueued).
 		Set("worker_node = '', actor_address = '', actor_id = ''").
@@ -255,62 +364,86 @@ func (s *Runs) Requeue(ctx context.Context, id uuid.UUID, attempt int) error {
 		Where("status = ?", StatusRunning).
 		Where("attempt = ?", attempt).
 		Exec(ctx)
-	if err := affected(res, err, ErrStale, "requeue run %s", id); err != nil {
+	if err := affected(res, err, ErrStale, "hand back run %s", id); err != nil {
 		return err
 	}
 	return nil
 }
 
-// Fail ends a run that is in (fromStatus, attempt) as failed with msg, and
-// marks its unfinished actions skipped with the same reason. Used when a run
-// cannot be executed at all (worker lost, crash budget spent, bad recording).
-func (s *Runs) Fail(ctx context.Context, id uuid.UUID, fromStatus string, attempt int, msg string) error {
-	return s.endUnfinished(ctx, id, fromStatus, attempt, StatusFailed, msg, msg)
+// Fail ends the owner's running attempt as failed with msg when it cannot
+// be executed at all (bad recording, crash budget spent): transition 5
+// with no results, every row settled skipped with msg.
+func (s *Runs) Fail(ctx context.Context, id uuid.UUID, attempt int, msg string) error {
+	return endUnfinished(ctx, s.DB, unfinished{t: TFinish, id: id, from: StatusRunning, attempt: &attempt,
+		status: StatusFailed, msg: msg, reason: msg, now: s.now()})
 }
 
-// Cancel ends a run in (fromStatus, attempt) as cancelled, its unfinished
-// actions skipped with reason "cancelled".
-func (s *Runs) Cancel(ctx context.Context, id uuid.UUID, fromStatus string, attempt int) error {
-	return s.endUnfinished(ctx, id, fromStatus, attempt, StatusCancelled, "", "cancelled")
+// Cancel ends the owner's running attempt as cancelled before it produced
+// results (transition 6), its rows skipped with reason "cancelled".
+func (s *Runs) Cancel(ctx context.Context, id uuid.UUID, attempt int) error {
+	return endUnfinished(ctx, s.DB, unfinished{t: TCancel, id: id, from: StatusRunning, attempt: &attempt,
+		status: StatusCancelled, reason: "cancelled", now: s.now()})
 }
 
-// CancelQueued ends a queued run as cancelled.
+// CancelOrphan ends as cancelled a running attempt whose cancel was
+// requested (or that was deleted) and whose owner is gone: its lease ended
+// by the database's clock (transition 7).
+func (s *Runs) CancelOrphan(ctx context.Context, id uuid.UUID, attempt int) error {
+	return endUnfinished(ctx, s.DB, unfinished{t: TCancelOrphan, id: id, from: StatusRunning, attempt: &attempt,
+		status: StatusCancelled, reason: "cancelled", now: s.now(),
+		where: []string{"(cancel_requested_at IS NOT NULL OR deleted_at IS NOT NULL)", "(lease_expires_at IS NULL OR lease_expires_at < now())"}})
+}
+
+// CancelQueued ends a queued run as cancelled (transition 8).
 func (s *Runs) CancelQueued(ctx context.Context, id uuid.UUID) error {
-	return endUnfinished(ctx, s.DB, unfinished{id: id, from: StatusQueued, status: StatusCancelled, reason: "cancelled", now: s.now()})
+	return endUnfinished(ctx, s.DB, unfinished{t: TCancelQueued, id: id, from: StatusQueued, status: StatusCancelled, reason: "cancelled", now: s.now()})
 }
 
-func (s *Runs) endUnfinished(ctx context.Context, id uuid.UUID, fromStatus string, attempt int, status, msg, reason string) error {
-	return endUnfinished(ctx, s.DB, unfinished{id: id, from: fromStatus, attempt: &attempt, status: status, msg: msg, reason: reason, now: s.now()})
+// GiveUp fails a run whose deliveries are spent (transition 10) with msg.
+// A running one must have lost its owner (lease expired by the database's
+// clock); its dead attempt counts as a delivery.
+func (s *Runs) GiveUp(ctx context.Context, id uuid.UUID, from Status, attempt int, msg string) error {
+	u := unfinished{t: TGiveUp, id: id, from: from, attempt: &attempt, status: StatusFailed, msg: msg, reason: msg, now: s.now()}
+	if from == StatusRunning {
+		u.where = []string{"(lease_expires_at IS NULL OR lease_expires_at < now())"}
+		u.set = []string{"deliveries = deliveries + 1"}
+	}
+	return endUnfinished(ctx, s.DB, u)
 }
 
 // unfinished says which run endUnfinished ends, from what, and how.
 type unfinished struct {
+	t       Transition
 	id      uuid.UUID
 	user    *uuid.UUID // when set, only that user's run
-	from    string
+	from    Status
 	attempt *int // when set, only that attempt
-	status  string
+	status  Status
 	msg     string
 	reason  string // of the actions skipped
 	now     time.Time
+	where   []string // further guards
+	set     []string // further assignments
 }
 
 // endUnfinished moves a run from u.from to the terminal u.status in one
 // transaction: the run row (compare-and-set), its pending actions skipped
 // with u.reason, and its counters recomputed from the rows.
 func endUnfinished(ctx context.Context, db bun.IDB, u unfinished) error {
+	if err := mustAllow(u.t, u.from, u.status); err != nil {
+		return err
+	}
 	id, now := u.id, u.now
-	status, reason := u.status, u.reason
 	return db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
 		q := tx.NewUpdate().Model((*Run)(nil)).
-			Set("status = ?", status).
+			Set("status = ?", u.status).
 			Set("error_message = ?", nullString(u.msg)).
 			Set("completed_at = ?", now).
 			Set("lease_expires_at = NULL").
 			Set("updated_at = ?", now).
 			Where("id = ?", id).
 			Where("status = ?", u.from)
-		if status == StatusCancelled {
+		if u.status == StatusCancelled {
 			q = q.Set("cancel_requested_at = COALESCE(cancel_requested_at, ?)", now)
 		}
 		if u.attempt != nil {
@@ -319,43 +452,35 @@ func endUnfinished(ctx context.Context, db bun.IDB, u unfinished) error {
 		if u.user != nil {
 			q = q.Where("user_id = ?", *u.user)
 		}
+		for _, w := range u.where {
+			q = q.Where(w)
+		}
+		for _, s := range u.set {
+			q = q.Set(s)
+		}
 		res, err := q.Exec(ctx)
-		if err := affected(res, err, ErrStale, "end run %s as %s", id, status); err != nil {
+		if err := affected(res, err, ErrStale, "%s run %s", u.t, id); err != nil {
 			return err
 		}
-		_, err = tx.NewUpdate().Model((*RunAction)(nil)).
-			Set("status = ?", ActionSkipped).
-			Set("reason = ?", reason).
-			Set("updated_at = ?", now).
-			Where("run_id = ?", id).
-			Where("status = ?", ActionPending).
-			Exec(ctx)
-		if err != nil {
-			return fmt.Errorf("skip actions of run %s: %w", id, err)
-		}
-		// Counters follow the rows so a failed or cancelled run reads consistently.
-		_, err = tx.NewRaw(`UPDATE runs SET
-			actions_total = c.total, actions_executed = c.executed, actions_failed = c.failed, actions_skipped = c.skipped
-			FROM (SELECT count(*) AS total,
-				count(*) FILTER (WHERE status IN ('success','failed','timeout')) AS executed,
-				count(*) FILTER (WHERE status IN ('failed','timeout')) AS failed,
-				count(*) FILTER (WHERE status = 'skipped') AS skipped
-				FROM run_actions WHERE run_id = ?) c
-			WHERE runs.id = ?`, id, id).Exec(ctx)
-		if err != nil {
-			return fmt.Errorf("count actions of run %s: %w", id, err)
-		}
-		return nil
+		return settleRows(ctx, tx, id, u.reason, now)
 	})
 }
 
-// Stuck lists running runs whose lease expired before t: their worker is gone.
-func (s *Runs) Stuck(ctx context.Context, t time.Time, limit int) ([]Run, error) {
+// Cursor pages through runs in the order of a timestamp, then id.
+type Cursor struct {
+	At time.Time
+	ID uuid.UUID
+}
+
+// Stuck lists running runs whose lease ended by the database's clock (their
+// owner is gone), after cursor c, oldest lease first.
+func (s *Runs) Stuck(ctx context.Context, c Cursor, limit int) ([]Run, error) {
 	var runs []Run
 	err := s.DB.NewSelect().Model(&runs).
 		Where("status = ?", StatusRunning).
-		Where("lease_expires_at < ?", t).
-		OrderExpr("lease_expires_at").
+		Where("lease_expires_at < now()").
+		Where("(lease_expires_at, id) > (?, ?)", c.At, c.ID).
+		OrderExpr("lease_expires_at, id").
 		Limit(int64(limit)).
 		Scan(ctx)
 	if err != nil {
@@ -364,13 +489,15 @@ func (s *Runs) Stuck(ctx context.Context, t time.Time, limit int) ([]Run, error)
 	return runs, nil
 }
 
-// QueuedBefore lists queued runs last updated before t, oldest first.
-func (s *Runs) QueuedBefore(ctx context.Context, t time.Time, limit int) ([]Run, error) {
+// QueuedBefore lists runs queued and unchanged for longer than age by the
+// database's clock, after cursor c, oldest first.
+func (s *Runs) QueuedBefore(ctx context.Context, age time.Duration, c Cursor, limit int) ([]Run, error) {
 	var runs []Run
 	err := s.DB.NewSelect().Model(&runs).
 		Where("status = ?", StatusQueued).
-		Where("updated_at < ?", t).
-		OrderExpr("updated_at").
+		Where("updated_at < now() - make_interval(secs => ?)", age.Seconds()).
+		Where("(updated_at, id) > (?, ?)", c.At, c.ID).
+		OrderExpr("updated_at, id").
 		Limit(int64(limit)).
 		Scan(ctx)
 	if err != nil {

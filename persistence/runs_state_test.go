@@ -36,10 +36,24 @@ func seedRun(t *testing.T, db *bun.DB, n int) *persistence.Run {
 	for i := range refs {
 		refs[i] = persistence.ActionRef{ID: "act_00" + string(rune('1'+i)), Type: "click"}
 	}
-	if err := (&persistence.Runs{DB: db}).EnsureActions(ctx, run.ID, 0, refs); err != nil {
-		t.Fatal(err)
+	rows := make([]persistence.RunAction, n)
+	for i, r := range refs {
+		rows[i] = persistence.RunAction{RunID: run.ID, ActionID: r.ID, ActionIndex: i, ActionType: r.Type, Status: persistence.ActionPending, Warnings: []string{}}
+	}
+	if n > 0 {
+		if _, err := db.NewInsert().Model(&rows).Exec(ctx); err != nil {
+			t.Fatal(err)
+		}
 	}
 	return run
+}
+
+// expireLease ends a running run's lease now, as if its owner died.
+func expireLease(t *testing.T, db *bun.DB, id uuid.UUID) {
+	t.Helper()
+	if _, err := db.NewUpdate().Model((*persistence.Run)(nil)).Set("lease_expires_at = now() - interval '1 second'").Where("id = ?", id).Exec(context.Background()); err != nil {
+		t.Fatal(err)
+	}
 }
 
 func actionStatuses(t *testing.T, db *bun.DB, id uuid.UUID) []string {
@@ -50,7 +64,7 @@ func actionStatuses(t *testing.T, db *bun.DB, id uuid.UUID) []string {
 	}
 	out := make([]string, len(rows))
 	for i, r := range rows {
-		out[i] = r.Status
+		out[i] = string(r.Status)
 	}
 	return out
 }
@@ -63,7 +77,7 @@ func TestRunTransitionsAreCompareAndSet(t *testing.T) {
 	run := seedRun(t, db, 3)
 	owner := persistence.Owner{Worker: "w1", ActorAddress: "nonhost", ActorID: "a1"}
 
-	started, err := runs.StartAttempt(ctx, run.ID, persistence.StatusQueued, 0, owner, time.Now().Add(30*time.Second))
+	started, err := runs.Start(ctx, run.ID, 0, owner, 30*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -71,7 +85,7 @@ func TestRunTransitionsAreCompareAndSet(t *testing.T) {
 		t.Fatalf("started = %s attempt %d on %q", started.Status, started.Attempt, started.WorkerNode)
 	}
 	// A second coordinator that read the same queued row loses the race.
-	if _, err := runs.StartAttempt(ctx, run.ID, persistence.StatusQueued, 0, owner, time.Now()); !errors.Is(err, persistence.ErrStale) {
+	if _, err := runs.Start(ctx, run.ID, 0, owner, time.Second); !errors.Is(err, persistence.ErrStale) {
 		t.Fatalf("second start: %v, want ErrStale", err)
 	}
 	ok := &persistence.RunAction{ActionIndex: 0, ActionID: "act_001", ActionType: "click", Status: persistence.ActionSuccess}
@@ -85,18 +99,23 @@ func TestRunTransitionsAreCompareAndSet(t *testing.T) {
 
 	// Reclaim: another worker takes over attempt 1 as attempt 2; rows go back to pending.
 	owner2 := persistence.Owner{Worker: "w2", ActorAddress: "nonhost", ActorID: "a2"}
-	second, err := runs.StartAttempt(ctx, run.ID, persistence.StatusRunning, 1, owner2, time.Now().Add(30*time.Second))
+	// Not while its lease lasts (by the database's clock).
+	if _, err := runs.TakeOver(ctx, run.ID, 1, owner2, 30*time.Second); !errors.Is(err, persistence.ErrStale) {
+		t.Fatalf("take-over of a live lease: %v, want ErrStale", err)
+	}
+	expireLease(t, db, run.ID)
+	second, err := runs.TakeOver(ctx, run.ID, 1, owner2, 30*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if second.Attempt != 2 {
+	if second.Attempt != 2 || second.Deliveries != 1 {
 		t.Fatalf("reclaimed attempt = %d, want 2", second.Attempt)
 	}
 	if got := actionStatuses(t, db, run.ID); len(got) != 3 || got[0] != persistence.ActionPending {
 		t.Fatalf("actions after reclaim = %v, want 3 pending", got)
 	}
 	// The first owner can no longer renew, write or finish.
-	if _, err := runs.RenewLease(ctx, run.ID, 1, time.Now()); !errors.Is(err, persistence.ErrStale) {
+	if _, err := runs.RenewLease(ctx, run.ID, 1, time.Minute); !errors.Is(err, persistence.ErrStale) {
 		t.Fatalf("renew by the old owner: %v, want ErrStale", err)
 	}
 	if err := runs.Finish(ctx, run.ID, 1, persistence.Outcome{Status: persistence.StatusPassed, CompletedAt: time.Now()}); !errors.Is(err, persistence.ErrStale) {
@@ -115,7 +134,7 @@ func TestRunTransitionsAreCompareAndSet(t *testing.T) {
 	if err := runs.Finish(ctx, run.ID, 2, persistence.Outcome{Status: persistence.StatusFailed, CompletedAt: time.Now()}); !errors.Is(err, persistence.ErrStale) {
 		t.Fatalf("second finish: %v, want ErrStale", err)
 	}
-	if err := runs.Requeue(ctx, run.ID, 2); !errors.Is(err, persistence.ErrStale) {
+	if err := runs.HandBack(ctx, run.ID, 2); !errors.Is(err, persistence.ErrStale) {
 		t.Fatalf("requeue of a finished run: %v, want ErrStale", err)
 	}
 	final, err := runs.Get(ctx, run.ID)
@@ -140,20 +159,20 @@ func TestLeaseRenewalSeesCancelAndRequeueHandsBack(t *testing.T) {
 	ctx := context.Background()
 	runs := &persistence.Runs{DB: db}
 	run := seedRun(t, db, 2)
-	if _, err := runs.StartAttempt(ctx, run.ID, persistence.StatusQueued, 0, persistence.Owner{Worker: "w"}, time.Now().Add(time.Minute)); err != nil {
+	if _, err := runs.Start(ctx, run.ID, 0, persistence.Owner{Worker: "w"}, time.Minute); err != nil {
 		t.Fatal(err)
 	}
-	lease, err := runs.RenewLease(ctx, run.ID, 1, time.Now().Add(time.Minute))
+	lease, err := runs.RenewLease(ctx, run.ID, 1, time.Minute)
 	if err != nil || lease.CancelRequested {
 		t.Fatalf("renew = %+v, %v; want no cancel", lease, err)
 	}
 	if _, err := db.NewUpdate().Model((*persistence.Run)(nil)).Set("cancel_requested_at = now()").Where("id = ?", run.ID).Exec(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if lease, err = runs.RenewLease(ctx, run.ID, 1, time.Now().Add(time.Minute)); err != nil || !lease.CancelRequested {
+	if lease, err = runs.RenewLease(ctx, run.ID, 1, time.Minute); err != nil || !lease.CancelRequested {
 		t.Fatalf("renew after cancel request = %+v, %v; want CancelRequested", lease, err)
 	}
-	if err := runs.Cancel(ctx, run.ID, persistence.StatusRunning, 1); err != nil {
+	if err := runs.Cancel(ctx, run.ID, 1); err != nil {
 		t.Fatal(err)
 	}
 	got, _ := runs.Get(ctx, run.ID)
@@ -162,10 +181,10 @@ func TestLeaseRenewalSeesCancelAndRequeueHandsBack(t *testing.T) {
 	}
 
 	other := seedRun(t, db, 1)
-	if _, err := runs.StartAttempt(ctx, other.ID, persistence.StatusQueued, 0, persistence.Owner{Worker: "w"}, time.Now().Add(time.Minute)); err != nil {
+	if _, err := runs.Start(ctx, other.ID, 0, persistence.Owner{Worker: "w"}, time.Minute); err != nil {
 		t.Fatal(err)
 	}
-	if err := runs.Requeue(ctx, other.ID, 1); err != nil {
+	if err := runs.HandBack(ctx, other.ID, 1); err != nil {
 		t.Fatal(err)
 	}
 	back, _ := runs.Get(ctx, other.ID)
@@ -173,7 +192,7 @@ func TestLeaseRenewalSeesCancelAndRequeueHandsBack(t *testing.T) {
 		t.Fatalf("handed-back run = %s attempt %d on %q", back.Status, back.Attempt, back.WorkerNode)
 	}
 	// The next worker starts it as attempt 2.
-	if r, err := runs.StartAttempt(ctx, other.ID, persistence.StatusQueued, 1, persistence.Owner{Worker: "w2"}, time.Now().Add(time.Minute)); err != nil || r.Attempt != 2 {
+	if r, err := runs.Start(ctx, other.ID, 1, persistence.Owner{Worker: "w2"}, time.Minute); err != nil || r.Attempt != 2 || r.Deliveries != 0 {
 		t.Fatalf("restart after hand-back: %v attempt %v", err, r)
 	}
 	// Cancel is refused for a queued run that a cancel request already reached.
@@ -181,7 +200,7 @@ func TestLeaseRenewalSeesCancelAndRequeueHandsBack(t *testing.T) {
 	if _, err := db.NewUpdate().Model((*persistence.Run)(nil)).Set("cancel_requested_at = now()").Where("id = ?", third.ID).Exec(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := runs.StartAttempt(ctx, third.ID, persistence.StatusQueued, 0, persistence.Owner{Worker: "w"}, time.Now()); !errors.Is(err, persistence.ErrStale) {
+	if _, err := runs.Start(ctx, third.ID, 0, persistence.Owner{Worker: "w"}, time.Minute); !errors.Is(err, persistence.ErrStale) {
 		t.Fatalf("start of a run with a cancel request: %v, want ErrStale", err)
 	}
 	if err := runs.CancelQueued(ctx, third.ID); err != nil {

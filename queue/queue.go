@@ -152,28 +152,47 @@ func (q *Queue) Ack(ctx context.Context, entryID string) error {
 }
 
 // Reclaim takes over up to count entries idle for longer than minIdle (their
-// owner stopped renewing) for consumer.
-func (q *Queue) Reclaim(ctx context.Context, consumer string, minIdle time.Duration, count int) ([]Entry, error) {
-	msgs, _, err := q.rdb.XAutoClaim(ctx, &redis.XAutoClaimArgs{
-		Stream:   q.stream,
-		Group:    q.group,
-		Consumer: consumer,
-		MinIdle:  minIdle,
-		Start:    "0-0",
-		Count:    int64(count),
-	}).Result()
-	if err != nil {
-		if strings.Contains(err.Error(), "NOGROUP") {
-			return nil, q.EnsureGroup(ctx)
+// owner stopped renewing) for consumer, walking the pending list from
+// cursor ("" or "0-0" for its start). Redis looks at no more than ten times
+// COUNT pending entries a call, so one call from the start would never
+// reach a dead worker's entries behind many live ones: Reclaim goes on
+// from where each call stopped until it has count entries or has walked the
+// whole list. It returns the cursor to start the next pass from ("0-0" once
+// the list was walked to its end).
+func (q *Queue) Reclaim(ctx context.Context, consumer string, minIdle time.Duration, count int, cursor string) ([]Entry, string, error) {
+	if cursor == "" {
+		cursor = "0-0"
+	}
+	var out []Entry
+	for calls := 0; len(out) < count; calls++ {
+		msgs, next, err := q.rdb.XAutoClaim(ctx, &redis.XAutoClaimArgs{
+			Stream:   q.stream,
+			Group:    q.group,
+			Consumer: consumer,
+			MinIdle:  minIdle,
+			Start:    cursor,
+			Count:    int64(count - len(out)),
+		}).Result()
+		if err != nil {
+			if strings.Contains(err.Error(), "NOGROUP") {
+				return out, "0-0", q.EnsureGroup(ctx)
+			}
+			return out, cursor, fmt.Errorf("reclaim from %s: %w", q.stream, err)
 		}
-		return nil, fmt.Errorf("reclaim from %s: %w", q.stream, err)
+		for _, m := range msgs {
+			out = append(out, toEntry(m))
+		}
+		cursor = next
+		if cursor == "0-0" || calls >= maxReclaimCalls {
+			break
+		}
 	}
-	out := make([]Entry, 0, len(msgs))
-	for _, m := range msgs {
-		out = append(out, toEntry(m))
-	}
-	return out, nil
+	return out, cursor, nil
 }
+
+// maxReclaimCalls bounds one Reclaim pass: with COUNT 1 each call looks at
+// ten pending entries, so a pass walks at least ten thousand.
+const maxReclaimCalls = 1000
 
 // DeadLetter moves an entry to the dead-letter stream with a reason.
 func (q *Queue) DeadLetter(ctx context.Context, e Entry, reason string) error {

@@ -243,7 +243,7 @@ func (n *devNode) waitRun(id string, within time.Duration) runView {
 	for {
 		var r runView
 		n.call("GET", "/api/v1/runs/"+id, nil, 200, &r)
-		if persistence.IsTerminal(r.Status) {
+		if persistence.IsTerminal(persistence.Status(r.Status)) {
 			return r
 		}
 		if time.Now().After(deadline) {

@@ -127,7 +127,7 @@ func TestTwoHundredRunsOverTwoWorkersNoneLostOrDuplicated(t *testing.T) {
 	}
 	byWorker := map[string]int{}
 	for _, id := range ids {
-		r := f.waitFor(id, 5*time.Minute, "finished", func(r runView) bool { return persistence.IsTerminal(r.Status) })
+		r := f.waitFor(id, 5*time.Minute, "finished", func(r runView) bool { return persistence.IsTerminal(persistence.Status(r.Status)) })
 		if r.Status != "passed" || r.Attempt != 1 || r.ActionsExecuted != 3 {
 			t.Errorf("run %s = %+v", id, r)
 		}
@@ -190,7 +190,7 @@ func TestRedisRestartUnderLoadLosesNoRun(t *testing.T) {
 		f.api.call("POST", "/api/v1/runs", map[string]any{"recordingId": rec.ID, "options": map[string]any{"timingMode": "realistic", "timeout": 5000}}, 201, &run)
 		ids = append(ids, run.ID)
 	}
-	f.waitFor(ids[0], 60*time.Second, "first run finished", func(r runView) bool { return persistence.IsTerminal(r.Status) })
+	f.waitFor(ids[0], 60*time.Second, "first run finished", func(r runView) bool { return persistence.IsTerminal(persistence.Status(r.Status)) })
 	mu.Lock()
 	_ = srv.Process.Kill()
 	_ = srv.Wait()
@@ -198,7 +198,7 @@ func TestRedisRestartUnderLoadLosesNoRun(t *testing.T) {
 	mu.Unlock()
 	restarted := time.Now()
 	for _, id := range ids {
-		r := f.waitFor(id, 4*time.Minute, "finished", func(r runView) bool { return persistence.IsTerminal(r.Status) })
+		r := f.waitFor(id, 4*time.Minute, "finished", func(r runView) bool { return persistence.IsTerminal(persistence.Status(r.Status)) })
 		if r.Status != "passed" {
 			t.Errorf("run %s = %+v", id, r)
 		}
@@ -228,7 +228,7 @@ func TestKilledChromiumRestartsTheRunOnAFreshBrowser(t *testing.T) {
 	if killed == 0 {
 		t.Fatal("no Chromium found under the worker")
 	}
-	run := f.waitFor(id, 90*time.Second, "finished", func(r runView) bool { return persistence.IsTerminal(r.Status) })
+	run := f.waitFor(id, 90*time.Second, "finished", func(r runView) bool { return persistence.IsTerminal(persistence.Status(r.Status)) })
 	if run.Status != "passed" || run.Attempt != 2 {
 		t.Fatalf("run after its browser was killed = %+v, want passed as attempt 2", run)
 	}

@@ -164,7 +164,7 @@ func startWorker(ctx context.Context, b *backends, sys *actor.ActorSystem, reg *
 	}
 	rctx, stopReconciler := context.WithCancel(context.Background())
 	rec := &actors.Reconciler{Runs: b.runs, Queue: b.queue, Redis: b.rdb, LockKey: cfg.RedisPrefix + "reconciler:lock",
-		Owner: cfg.WorkerName, Lease: cfg.Lease, MaxDeliveries: actors.DefaultMaxDeliveries, Log: b.log, Metrics: m}
+		Owner: cfg.WorkerName, Lease: cfg.Lease, Log: b.log, Metrics: m}
 	reconciled := make(chan struct{})
 	go func() { defer close(reconciled); rec.Run(rctx) }()
 	n := &workerNode{bpool: pool, worker: w, stopReconciler: func() { stopReconciler(); <-reconciled }}
