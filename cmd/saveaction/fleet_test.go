@@ -292,7 +292,7 @@ func TestKilledWorkersRunCompletesElsewhereAsAttemptTwo(t *testing.T) {
 	f.worker("worker-b", "WORKER_CONCURRENCY=1")
 	f.waitFor(id, 60*time.Second, "restarted on worker-b", func(r runView) bool { return r.Attempt == 2 && r.WorkerNode == "worker-b" })
 	t.Logf("killed worker's run restarted elsewhere %s after the kill (lease 3 s)", time.Since(killedAt))
-	run := f.waitFor(id, 90*time.Second, "finished", func(r runView) bool { return persistence.IsTerminal(r.Status) })
+	run := f.waitFor(id, 90*time.Second, "finished", func(r runView) bool { return persistence.IsTerminal(persistence.Status(r.Status)) })
 	t.Logf("and finished %s %s after the kill", run.Status, time.Since(killedAt))
 	if run.Status != "passed" || run.Attempt != 2 || run.WorkerNode != "worker-b" {
 		t.Fatalf("recovered run = %+v, want passed as attempt 2 on worker-b", run)
@@ -329,7 +329,7 @@ func TestSIGTERMHandsRunBackAndAnotherWorkerCompletesIt(t *testing.T) {
 		t.Fatalf("after SIGTERM the run is %s, want queued (handed back, not failed)", r.Status)
 	}
 	f.worker("worker-b", "WORKER_CONCURRENCY=1")
-	run := f.waitFor(id, 90*time.Second, "finished", func(r runView) bool { return persistence.IsTerminal(r.Status) })
+	run := f.waitFor(id, 90*time.Second, "finished", func(r runView) bool { return persistence.IsTerminal(persistence.Status(r.Status)) })
 	if run.Status != "passed" || run.Attempt != 2 || run.WorkerNode != "worker-b" {
 		t.Fatalf("handed-back run = %+v, want passed as attempt 2 on worker-b", run)
 	}
