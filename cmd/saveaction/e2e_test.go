@@ -35,7 +35,14 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	binPath = filepath.Join(dir, "saveaction")
-	out, err := exec.Command("go", "build", "-o", binPath, ".").CombinedOutput()
+	var out []byte
+	if bin := os.Getenv("SAVEACTION_TEST_BIN"); bin != "" {
+		// Run the process-level tests against another build (say, an
+		// older commit's, to see a test fail before its fix).
+		binPath = bin
+	} else {
+		out, err = exec.Command("go", "build", "-o", binPath, ".").CombinedOutput()
+	}
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "build saveaction: %v\n%s", err, out)
 		os.Exit(1)
