@@ -49,9 +49,9 @@ type coordinator struct {
 	// reclaimDue asks the next read to be a reclaim pass, from cursor.
 	reclaimDue bool
 	cursor     string
-	draining bool
-	drained  chan struct{}
-	timers   []scheduler.CancelFunc
+	draining   bool
+	drained    chan struct{}
+	timers     []scheduler.CancelFunc
 	// bg counts the Redis reads in flight, so stopping waits for them.
 	bg sync.WaitGroup
 }

@@ -431,4 +431,3 @@ func TestMaxActionDelayReachesTheReplay(t *testing.T) {
 		t.Fatalf("run took %d ms: the 50 ms cap was not applied to the 1 s pauses", full.DurationMs)
 	}
 }
-
