@@ -26,6 +26,7 @@ import (
 	"github.com/saveaction/runner/persistence"
 	"github.com/saveaction/runner/persistence/pgtest"
 	"github.com/saveaction/runner/queue"
+	"github.com/saveaction/runner/queue/redistest"
 )
 
 const page = `<!doctype html><html><head><title>runtime test</title></head><body>
@@ -56,7 +57,7 @@ func newEnv(t testing.TB) *env {
 	b := make([]byte, 4)
 	_, _ = rand.Read(b)
 	e := &env{t: t, db: db, prefix: "test:actors:" + hex.EncodeToString(b) + ":",
-		rdb:    redis.NewClient(&redis.Options{Addr: "127.0.0.1:6379"}),
+		rdb:    redis.NewClient(redistest.Options(t)),
 		notify: make(chan struct{}, 1),
 		log:    slog.New(slog.NewTextHandler(io.Discard, nil)),
 	}

@@ -24,12 +24,12 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/saveaction/runner/persistence"
 	"github.com/saveaction/runner/queue"
+	"github.com/saveaction/runner/queue/redistest"
 	"github.com/uptrace/bun"
 )
 
 const (
-	pgServer    = "postgres://root@127.0.0.1:5432/%s?sslmode=disable"
-	redisServer = "127.0.0.1:6379"
+	pgServer = "postgres://root@127.0.0.1:5432/%s?sslmode=disable"
 )
 
 // The database of this test package is made on first use (fuzz workers
@@ -99,7 +99,7 @@ type harnessOption func(*Config)
 // a user holding an all-scopes token.
 func newHarness(t testing.TB, opts ...harnessOption) *harness {
 	t.Helper()
-	rdb := redis.NewClient(&redis.Options{Addr: redisServer})
+	rdb := redis.NewClient(redistest.Options(t))
 	prefix := "sa_test_http_" + randomHex(6) + ":"
 	t.Cleanup(func() { cleanRedis(t, rdb, prefix); _ = rdb.Close() })
 	q := queue.New(rdb, prefix)

@@ -2,8 +2,6 @@ package queue_test
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"testing"
 	"time"
 
@@ -11,20 +9,14 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/saveaction/runner/queue"
+	"github.com/saveaction/runner/queue/redistest"
 )
 
 // newQueue returns a queue under a key prefix of its own, removed afterwards.
 func newQueue(t *testing.T) (*queue.Queue, *redis.Client) {
 	t.Helper()
-	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:6379"})
-	b := make([]byte, 4)
-	_, _ = rand.Read(b)
-	prefix := "test:queue:" + hex.EncodeToString(b) + ":"
+	rdb, prefix := redistest.New(t, "queue")
 	q := queue.New(rdb, prefix)
-	t.Cleanup(func() {
-		rdb.Del(context.Background(), q.Stream(), q.DeadStream())
-		_ = rdb.Close()
-	})
 	if err := q.EnsureGroup(context.Background()); err != nil {
 		t.Fatal(err)
 	}

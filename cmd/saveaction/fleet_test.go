@@ -18,6 +18,7 @@ import (
 
 	"github.com/saveaction/runner/examples"
 	"github.com/saveaction/runner/persistence"
+	"github.com/saveaction/runner/queue/redistest"
 )
 
 // fleet is an API process and worker processes sharing one database and
@@ -66,7 +67,7 @@ func newFleet(t *testing.T, extraEnv ...string) *fleet {
 		site:   httptest.NewServer(nethttp.FileServerFS(examples.Site())),
 	}
 	storage := t.TempDir()
-	f.env = append(os.Environ(), "DATABASE_URL="+f.dsn, "REDIS_PREFIX="+f.prefix, "LOG_FORMAT=json",
+	f.env = append(os.Environ(), "DATABASE_URL="+f.dsn, "REDIS_URL="+redistest.URL(), "REDIS_PREFIX="+f.prefix, "LOG_FORMAT=json",
 		"VIDEO_STORAGE_PATH="+filepath.Join(storage, "videos"),
 		"SCREENSHOT_STORAGE_PATH="+filepath.Join(storage, "screenshots"),
 		"FILES_PATH="+filepath.Join(storage, "files"), "METRICS_PORT=0",
