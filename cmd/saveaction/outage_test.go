@@ -176,8 +176,14 @@ func TestAPIStaysUpWhileRedisIsDown(t *testing.T) {
 
 	// A run cannot be queued: 503, and no run row is left behind.
 	newRun := map[string]any{"recordingId": rec.ID}
+	start := time.Now()
 	if a := api.request("POST", "/api/v1/runs", newRun); a.status != 503 || a.code() != "QUEUE_UNAVAILABLE" {
 		t.Fatalf("create run with Redis down = %s, want 503 QUEUE_UNAVAILABLE", a)
+	}
+	took := time.Since(start)
+	t.Logf("503 QUEUE_UNAVAILABLE answered in %s", took.Round(time.Millisecond))
+	if took > 10*time.Second {
+		t.Errorf("a refused create took %s: a client waits that long on every try", took)
 	}
 	if n := api.runTotal(); n != 0 {
 		t.Fatalf("%d runs left behind by a refused create", n)
