@@ -47,18 +47,24 @@ func (g *Group) WithStopTimeout(d time.Duration) *Group {
 // already started are stopped in reverse order and the error names the
 // component that failed.
 func (g *Group) Start(ctx context.Context) error {
+	startErr, stopErr := g.start(ctx)
+	return errors.Join(startErr, stopErr)
+}
+
+func (g *Group) start(ctx context.Context) (startErr, stopErr error) {
 	for _, s := range g.services {
-		if err := ctx.Err(); err != nil {
-			return errors.Join(fmt.Errorf("start %s: %w", s.Name(), err), g.stopAll())
+		err := ctx.Err()
+		if err == nil {
+			g.log.Debug("starting", "component", s.Name())
+			err = s.Start(ctx)
 		}
-		g.log.Debug("starting", "component", s.Name())
-		if err := s.Start(ctx); err != nil {
-			return errors.Join(fmt.Errorf("start %s: %w", s.Name(), err), g.stopAll())
+		if err != nil {
+			return fmt.Errorf("start %s: %w", s.Name(), err), g.stopAll()
 		}
 		g.started = append(g.started, s)
 		go g.watch(s)
 	}
-	return nil
+	return nil, nil
 }
 
 // watch forwards the failure of s, named, until the group stops.
@@ -84,10 +90,16 @@ func (g *Group) Wait(ctx context.Context) error {
 	return errors.Join(failure, g.stopAll())
 }
 
-// Run starts the group, then waits as Wait does.
+// Run starts the group, then waits as Wait does. A start-up cut short by
+// ctx (a signal while starting) is a clean stop, not a failure.
 func (g *Group) Run(ctx context.Context) error {
-	if err := g.Start(ctx); err != nil {
-		return err
+	startErr, stopErr := g.start(ctx)
+	if startErr != nil && ctx.Err() != nil {
+		g.log.Info("stopped while starting", "reason", "signal")
+		return stopErr
+	}
+	if startErr != nil {
+		return errors.Join(startErr, stopErr)
 	}
 	return g.Wait(ctx)
 }

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"time"
 )
 
 // ServerFuncs are the parts of a network server: how to listen, how to
@@ -21,6 +22,8 @@ type ServerFuncs struct {
 	// Shutdown stops accepting, lets requests in flight end within ctx,
 	// and closes the server.
 	Shutdown func(ctx context.Context) error
+	// StopTimeout, when positive, bounds the graceful stop.
+	StopTimeout time.Duration
 }
 
 // Server is a network server as a component: Start listens (so a port
@@ -71,8 +74,15 @@ func NewServer(name string, f ServerFuncs) *Server {
 			}
 			return err
 		},
+		StopTimeout: f.StopTimeout,
 	})
 	return s
+}
+
+// StopTimeout is the server's own stop deadline (0: the Group's).
+func (s *Server) StopTimeout() time.Duration {
+	st, _ := s.Service.(StopTimeouter)
+	return st.StopTimeout()
 }
 
 // Addr is the address the server listens at, once started.

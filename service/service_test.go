@@ -256,3 +256,22 @@ func TestStartFailureOfAServerNamesIt(t *testing.T) {
 		t.Fatalf("err = %v", err)
 	}
 }
+
+func TestSignalWhileStartingIsACleanStop(t *testing.T) {
+	j := &journal{}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	// The second component takes the signal while it starts.
+	slow := New("slow", Funcs{Start: func(ctx context.Context) error {
+		cancel()
+		<-ctx.Done()
+		return ctx.Err()
+	}})
+	err := NewGroup(nil, component(j, "first", nil, nil), slow, component(j, "never", nil, nil)).Run(ctx)
+	if err != nil {
+		t.Fatalf("err = %v, want a clean stop", err)
+	}
+	if got := j.list(); !slices.Equal(got, []string{"start first", "stop first"}) {
+		t.Fatalf("journal %v", got)
+	}
+}
