@@ -332,10 +332,12 @@ func TestAPIStaysUpWhilePostgresIsDown(t *testing.T) {
 	}
 	wantRecovered := func(api *devNode, when string) {
 		t.Helper()
+		start := time.Now()
 		eventually(t, 30*time.Second, when+": ready again", func() (bool, string) {
 			a := api.request("GET", "/api/health/ready", nil)
 			return a.status == 200, a.String()
 		})
+		t.Logf("%s: ready %s after PostgreSQL came back", when, time.Since(start).Round(time.Millisecond))
 		eventually(t, 15*time.Second, when+": reads again", func() (bool, string) {
 			a := api.request("GET", "/api/v1/recordings/"+rec.ID, nil)
 			return a.status == 200, a.String()
