@@ -4,10 +4,14 @@ export PATH := /usr/local/go/bin:$(PATH)
 BIN      := bin/saveaction
 VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS  := -X main.version=$(VERSION)
+# staticcheck, pinned: v0.8.2 is staticcheck 2026.2.2, which knows Go 1.26.
+# `make lint` installs it from the Go module proxy into bin/tools when missing.
+STATICCHECK_VERSION ?= v0.8.2
+STATICCHECK         ?= $(CURDIR)/bin/tools/staticcheck
 # protoactor-go's cluster code has data races of its own; we use its actor
 # and remote packages only, which pass -race, so every package runs with it.
 
-.PHONY: all build deps run test bench proto lint clean
+.PHONY: all build deps run test bench proto lint tools clean
 
 all: build
 
@@ -45,9 +49,17 @@ bench:
 proto:
 	protoc --go_out=. --go_opt=paths=source_relative actors/messages.proto
 
-lint:
+## lint: go vet, gofmt and staticcheck (installed into bin/tools on first use)
+lint: $(STATICCHECK)
 	$(GO) vet ./...
 	@test -z "$$(gofmt -l $$(git ls-files '*.go' | grep -v '\.pb\.go$$'))" || (gofmt -l $$(git ls-files '*.go'); exit 1)
+	$(STATICCHECK) ./...
+
+## tools: the pinned staticcheck, into bin/tools
+tools: $(STATICCHECK)
+
+$(CURDIR)/bin/tools/staticcheck:
+	GOBIN=$(CURDIR)/bin/tools $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
 
 clean:
 	rm -rf bin

@@ -15,10 +15,6 @@ import (
 	"github.com/saveaction/runner/recording"
 )
 
-// nextFrameJS resolves after the next animation frame (or 100 ms when
-// the page renders no frames).
-const nextFrameJS = `new Promise((res) => { requestAnimationFrame(() => setTimeout(res, 0)); setTimeout(res, 100); })`
-
 // hoveredJS waits (on a loaded machine, frames come late) until the page
 // has taken the pointer move: the element matches :hover, so mouseover and
 // mouseenter handlers have run. It gives up after two seconds and lets the

@@ -62,7 +62,8 @@ type Config struct {
 	// flag at its next lease renewal.
 	Canceller Canceller
 	// Redis backs rate limiting (shared by all API nodes) and readiness.
-	// May be nil: no rate limiting, and readiness does not check Redis.
+	// May be nil: each node then limits by itself, and readiness does not
+	// check Redis.
 	Redis redis.UniversalClient
 	// RedisPrefix starts every key the API writes, e.g. "sa:".
 	RedisPrefix string
@@ -99,8 +100,10 @@ type server struct {
 	rateLimit  int
 	browsers   []string
 	clock      func() time.Time
-	// limiterOffUntil (unix ns) pauses rate limiting after a Redis failure.
+	// limiterOffUntil (unix ns) pauses the shared (Redis) rate limiting
+	// after a Redis failure; local counts in the meantime.
 	limiterOffUntil atomic.Int64
+	local           localLimiter
 }
 
 func (s *server) now() time.Time { return s.clock().UTC().Truncate(time.Microsecond) }

@@ -101,11 +101,6 @@ func (f fields) raw(key string) (json.RawMessage, bool) {
 	return v, true
 }
 
-func (f fields) has(key string) bool {
-	_, ok := f.raw(key)
-	return ok
-}
-
 // unknown reports every member not in allowed, in name order.
 func (f fields) unknown(allowed []string, hint func(key string) string) {
 	var keys []string

@@ -62,19 +62,32 @@ func TestRateLimit(t *testing.T) {
 	later.do("GET", "/api/v1/runs", nil).must(t, 200)
 }
 
-func TestRateLimitFailsOpen(t *testing.T) {
+// TestRateLimitFallsBackToLocalCounting: with Redis down the API keeps
+// answering and keeps limiting, counting in the process.
+func TestRateLimitFallsBackToLocalCounting(t *testing.T) {
 	t.Parallel()
+	now := time.Date(2026, 1, 31, 7, 17, 50, 0, time.UTC) // 10 s before the window resets
 	down := downRedis(t)
-	h := newHarness(t, func(c *Config) { c.Redis = down; c.RateLimitPerMinute = 1 })
-	for range 3 {
-		h.do("GET", "/api/v1/runs", nil).must(t, 200)
+	h := newHarness(t, func(c *Config) { c.Redis = down; c.RateLimitPerMinute = 2; c.Now = func() time.Time { return now } })
+	for i := range 2 {
+		r := h.do("GET", "/api/v1/runs", nil).must(t, 200)
+		if got := r.Header.Get(HeaderRateLimitRemaining); got != strconv.Itoa(1-i) {
+			t.Fatalf("request %d: remaining %q", i, got)
+		}
 	}
+	r := h.do("GET", "/api/v1/runs", nil).wantError(t, 429, CodeRateLimited)
+	if r.Header.Get("Retry-After") != "10" {
+		t.Fatalf("429 headers: %v", r.Header)
+	}
+	// Another token has its own budget.
+	other := newToken(t, testDB(), h.user.ID, []string{"runs:read"})
+	h.do("GET", "/api/v1/runs", nil, withToken(other)).must(t, 200)
 	logs := h.logs.String()
-	if !containsAll(logs, "rate limiter unavailable", "requestId=") {
-		t.Fatalf("fail-open not logged:\n%s", logs)
+	if !containsAll(logs, "rate limiter cannot reach Redis", "requestId=") {
+		t.Fatalf("the fallback is not logged:\n%s", logs)
 	}
 	// After one failure the limiter backs off instead of paying the timeout on every request.
-	if n := strings.Count(logs, "rate limiter unavailable"); n != 1 {
+	if n := strings.Count(logs, "rate limiter cannot reach Redis"); n != 1 {
 		t.Fatalf("logged %d times, want once", n)
 	}
 }

@@ -246,7 +246,7 @@ func ListRuns(ctx context.Context, db bun.IDB, q RunQuery) ([]Run, int, error) {
 	case 1:
 		sel = sel.Where("status = ?", q.Statuses[0])
 	default:
-		sel = sel.Where("status IN (?)", bun.In(q.Statuses))
+		sel = sel.Where("status IN (?)", bun.List(q.Statuses))
 	}
 	if q.RecordingID != nil {
 		sel = sel.Where("recording_id = ?", *q.RecordingID)

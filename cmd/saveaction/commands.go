@@ -7,17 +7,15 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	nethttp "net/http"
 	"os"
-	"strconv"
 	"strings"
 	"time"
 
-	"github.com/asynkron/protoactor-go/actor"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/saveaction/runner/actors"
-	"github.com/saveaction/runner/examples"
 	"github.com/saveaction/runner/persistence"
+	"github.com/saveaction/runner/service"
 )
 
 func migrateCmd(ctx context.Context, args []string, stdout io.Writer) error {
@@ -113,10 +111,10 @@ func isConfigFlag(a string) bool {
 	return ok && strings.HasPrefix(a, "-")
 }
 
-// startNode opens the backends of a long-running node and makes it an
-// actor remote node, so cancel messages can cross between API and workers.
-func startNode(ctx context.Context, name string, args []string) (*backends, *actor.ActorSystem, error) {
-	cfg, _, err := loadConfig(name, args, nil)
+// nodeConfig reads the configuration of a long-running node and makes its
+// logger.
+func nodeConfig(name string, args []string, overrides map[string]string) (*Config, *slog.Logger, error) {
+	cfg, _, err := loadConfig(name, args, overrides)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -124,63 +122,66 @@ func startNode(ctx context.Context, name string, args []string) (*backends, *act
 	if name == "worker" {
 		log = log.With("worker", cfg.WorkerName)
 	}
-	b, err := openBackends(ctx, cfg, log)
-	if err != nil {
-		return nil, nil, err
-	}
-	sys := actors.NewSystem(log)
-	_, addr, err := actors.StartRemote(sys, cfg.ActorHost, cfg.ActorPort, cfg.ActorAdvertised)
-	if err != nil {
-		b.Close()
-		return nil, nil, err
-	}
-	log.Info("actor node started", "address", addr)
-	return b, sys, nil
+	redis.SetLogger(redisLogger{log: log})
+	return cfg, log, nil
 }
 
+// apiCmd is the REST API: the actor remote (to reach workers with cancel
+// messages), then the HTTP server. It starts with PostgreSQL or Redis down
+// and answers 503 for what needs them until they are back.
 func apiCmd(ctx context.Context, args []string) error {
-	b, sys, err := startNode(ctx, "api", args)
+	cfg, log, err := nodeConfig("api", args, nil)
+	if err != nil {
+		return err
+	}
+	b, err := openBackends(ctx, cfg, log, false)
 	if err != nil {
 		return err
 	}
 	defer b.Close()
-	app, _, err := startAPI(b, &actors.Canceller{System: sys, Runs: b.runs}, newRegistry())
+	sys := actors.NewSystem(log)
+	httpAPI, err := apiServer(b, &actors.Canceller{System: sys, Runs: b.runs}, newRegistry())
 	if err != nil {
 		return err
 	}
-	<-ctx.Done()
-	b.log.Info("shutting down API")
-	return app.ShutdownWithTimeout(10 * time.Second)
+	return service.NewGroup(log, remoteService(sys, cfg, log), httpAPI).Run(ctx)
 }
 
+// workerCmd is a worker node: the actor remote, the metrics endpoint, the
+// coordinator with its browsers, and the reconciler loop, stopped in the
+// reverse order (the drain runs while metrics are still served).
 func workerCmd(ctx context.Context, args []string) error {
-	b, sys, err := startNode(ctx, "worker", args)
+	cfg, log, err := nodeConfig("worker", args, nil)
+	if err != nil {
+		return err
+	}
+	b, err := openBackends(ctx, cfg, log, true)
 	if err != nil {
 		return err
 	}
 	defer b.Close()
-	n, err := startWorker(ctx, b, sys, newRegistry(), true)
-	if err != nil {
-		return err
+	sys := actors.NewSystem(log)
+	reg := newRegistry()
+	m := actors.NewMetrics(reg)
+	svcs := []service.Service{remoteService(sys, cfg, log)}
+	if cfg.MetricsPort != 0 {
+		svcs = append(svcs, metricsServer(cfg, reg, log))
 	}
-	<-ctx.Done()
-	b.log.Info("shutting down worker", "grace", b.cfg.ShutdownGrace)
-	n.stop(b.log, b.cfg.ShutdownGrace)
-	return nil
+	svcs = append(svcs, workerService(b, sys, m), reconcilerService(b, m))
+	return service.NewGroup(log, svcs...).Run(ctx)
 }
 
 // devCmd is the laptop mode: database created and migrated, API and worker
 // in one process, the examples/ demo site served, and a token printed.
 func devCmd(ctx context.Context, args []string, stdout io.Writer) error {
-	cfg, _, err := loadConfig("dev", args, map[string]string{"HOST": "127.0.0.1", "LOG_FORMAT": "text", "SHUTDOWN_GRACE_SECONDS": "5"})
+	cfg, log, err := nodeConfig("dev", args, map[string]string{"HOST": "127.0.0.1", "LOG_FORMAT": "text", "SHUTDOWN_GRACE_SECONDS": "5"})
 	if err != nil {
 		return err
 	}
-	log := newLogger(cfg, os.Stderr)
 	if err := persistence.EnsureDatabase(ctx, cfg.DatabaseURL); err != nil {
 		return fmt.Errorf("DATABASE_URL: %w", err)
 	}
-	b, err := openBackends(ctx, cfg, log)
+	b, err := openBackends(ctx, cfg, log, true)
 	if err != nil {
 		return err
 	}
@@ -197,57 +198,41 @@ func devCmd(ctx context.Context, args []string, stdout io.Writer) error {
 		return err
 	}
 
-	demo, err := serveDemo(cfg, log)
-	if err != nil {
-		return err
-	}
-	defer demo.Close()
-
+	// One process, one actor system: no remote. Worker metrics are served
+	// by the API's /metrics from the shared registry.
 	sys := actors.NewSystem(log)
 	reg := newRegistry()
-	n, err := startWorker(ctx, b, sys, reg, false)
+	m := actors.NewMetrics(reg)
+	httpAPI, err := apiServer(b, &actors.Canceller{System: sys, Runs: b.runs}, reg)
 	if err != nil {
 		return err
 	}
-	app, ln, err := startAPI(b, &actors.Canceller{System: sys, Runs: b.runs}, reg)
-	if err != nil {
-		n.stop(log, 0)
+	var svcs []service.Service
+	demoAddr := "(off: DEMO_PORT=0)"
+	var demo *service.Server
+	if cfg.DemoPort != 0 {
+		demo = demoServer(cfg, log)
+		svcs = append(svcs, demo)
+	}
+	svcs = append(svcs, workerService(b, sys, m), reconcilerService(b, m), httpAPI)
+	g := service.NewGroup(log, svcs...)
+	if err := g.Start(ctx); err != nil {
 		return err
 	}
-	base := "http://" + ln.Addr().String()
+	if demo != nil {
+		demoAddr = "http://" + demo.Addr().String() + "/"
+	}
+	base := "http://" + httpAPI.Addr().String()
 	fmt.Fprintf(stdout, `
 SaveAction Runner is up (dev mode: API and worker in one process).
   API:   %s/api/v1   (health: %s/api/health, metrics: %s/metrics)
-  Demo:  http://%s/  (the page examples/demo-recording.json was recorded on)
+  Demo:  %s  (the page examples/demo-recording.json was recorded on)
   Token: %s
 
   export SA_TOKEN=%s
   curl -s -H "Authorization: Bearer $SA_TOKEN" -H 'Content-Type: application/json' \
        --data-binary @examples/demo-recording.json %s/api/v1/recordings
 Press Ctrl-C to stop.
-`, base, base, base, demo.Addr, token, token, base)
-
-	<-ctx.Done()
-	log.Info("shutting down")
-	n.stop(log, cfg.ShutdownGrace)
-	return app.ShutdownWithTimeout(5 * time.Second)
-}
-
-// serveDemo serves the examples/ demo site that the example recordings use.
-func serveDemo(cfg *Config, log *slog.Logger) (*nethttp.Server, error) {
-	if cfg.DemoPort == 0 {
-		return &nethttp.Server{}, nil
-	}
-	srv := &nethttp.Server{
-		Addr:              cfg.Host + ":" + strconv.Itoa(cfg.DemoPort),
-		Handler:           nethttp.FileServerFS(examples.Site()),
-		ReadHeaderTimeout: 5 * time.Second,
-	}
-	ln, err := listen(srv.Addr)
-	if err != nil {
-		return nil, fmt.Errorf("DEMO_PORT %d: %w", cfg.DemoPort, err)
-	}
-	go func() { _ = srv.Serve(ln) }()
-	log.Info("demo site listening", "address", "http://"+srv.Addr+"/")
-	return srv, nil
+`, base, base, base, demoAddr, token, token, base)
+	return g.Wait(ctx)
 }

@@ -21,7 +21,7 @@ type Config struct {
 	Port                 int           // PORT (3001)
 	Host                 string        // HOST ("0.0.0.0"; dev: 127.0.0.1)
 	WorkerConcurrency    int           // WORKER_CONCURRENCY (3, 1-10)
-	WorkerName           string        // WORKER_NAME (worker-<pid>)
+	WorkerName           string        // WORKER_NAME (<host>-<pid>-<random>: unique per node)
 	LogLevel             slog.Level    // LOG_LEVEL (info)
 	LogFormat            string        // LOG_FORMAT (json|text; text on a terminal)
 	VideoStoragePath     string        // VIDEO_STORAGE_PATH (./storage/videos)
@@ -32,6 +32,7 @@ type Config struct {
 	ShutdownGrace        time.Duration // SHUTDOWN_GRACE_SECONDS (30)
 	RateLimitPerMinute   int           // RATE_LIMIT_PER_MINUTE (600)
 	MetricsPort          int           // METRICS_PORT (worker; 9464, 0 = off)
+	MetricsPortExplicit  bool          // METRICS_PORT was set: a taken port stops start-up instead of falling back
 	ClusterProvider      string        // CLUSTER_PROVIDER (only "" or none: no provider is built in)
 	ClusterHosts         []string      // CLUSTER_HOSTS (comma list; unused until a provider is)
 	ActorHost            string        // ACTOR_HOST (127.0.0.1)
@@ -77,6 +78,7 @@ var configDefaults = map[string]string{
 // The error names the variable at fault.
 func loadConfig(name string, args []string, overrides map[string]string) (*Config, []string, error) {
 	vals := map[string]string{}
+	set := map[string]bool{} // given by the environment or a flag, not defaulted
 	for k, def := range configDefaults {
 		vals[k] = def
 		if v, ok := overrides[k]; ok {
@@ -84,6 +86,7 @@ func loadConfig(name string, args []string, overrides map[string]string) (*Confi
 		}
 		if v, ok := os.LookupEnv(k); ok {
 			vals[k] = v
+			set[k] = true
 		}
 	}
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
@@ -98,6 +101,7 @@ func loadConfig(name string, args []string, overrides map[string]string) (*Confi
 	for k, p := range flagVals {
 		vals[k] = *p
 	}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 	c := &Config{
 		DatabaseURL:       vals["DATABASE_URL"],
 		RedisURL:          vals["REDIS_URL"],
@@ -127,13 +131,14 @@ func loadConfig(name string, args []string, overrides map[string]string) (*Confi
 	c.ShutdownGrace = time.Duration(intVar("SHUTDOWN_GRACE_SECONDS", 0, 3600)) * time.Second
 	c.RateLimitPerMinute = intVar("RATE_LIMIT_PER_MINUTE", 1, 1_000_000)
 	c.MetricsPort = intVar("METRICS_PORT", 0, 65535)
+	c.MetricsPortExplicit = set["METRICS_PORT"]
 	c.ActorPort = intVar("ACTOR_PORT", 0, 65535)
 	c.DemoPort = intVar("DEMO_PORT", 0, 65535)
 	c.BrowserMaxRuns = intVar("BROWSER_MAX_RUNS", 1, 100000)
 	c.BrowserMaxAgeMinutes = intVar("BROWSER_MAX_AGE_MINUTES", 1, 100000)
 	c.BrowserMaxRSSMB = intVar("BROWSER_MAX_RSS_MB", 0, 1<<20)
 	if c.WorkerName == "" {
-		c.WorkerName = fmt.Sprintf("worker-%d", os.Getpid())
+		c.WorkerName = defaultWorkerName()
 	}
 	if err := c.LogLevel.UnmarshalText([]byte(vals["LOG_LEVEL"])); err != nil {
 		errs = append(errs, fmt.Errorf("LOG_LEVEL=%q: must be debug, info, warn or error", vals["LOG_LEVEL"]))

@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"os"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -23,7 +25,7 @@ func TestConfigDefaultsAndOverrides(t *testing.T) {
 	if len(rest) != 1 || rest[0] != "extra" {
 		t.Fatalf("rest = %v", rest)
 	}
-	if !strings.HasPrefix(cfg.WorkerName, "worker-") {
+	if cfg.WorkerName == "" {
 		t.Fatalf("default worker name %q", cfg.WorkerName)
 	}
 }
@@ -63,5 +65,61 @@ func TestDispatchUsageAndUnknownCommand(t *testing.T) {
 	t.Setenv("WORKER_CONCURRENCY", "0")
 	if code := dispatch(context.Background(), []string{"worker"}, &out, &errOut); code != 1 || !strings.Contains(errOut.String(), "WORKER_CONCURRENCY") {
 		t.Fatalf("bad config: code %d, stderr %q", code, errOut.String())
+	}
+}
+
+func TestDefaultWorkerNameIsUniquePerNode(t *testing.T) {
+	t.Setenv("WORKER_NAME", "")
+	host, _ := os.Hostname()
+	seen := map[string]bool{}
+	for range 3 {
+		cfg, _, err := loadConfig("test", nil, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		name := cfg.WorkerName
+		if seen[name] {
+			t.Fatalf("default worker name %q given twice in one process", name)
+		}
+		seen[name] = true
+		if !strings.Contains(name, strconv.Itoa(os.Getpid())) || (host != "" && !strings.Contains(name, sanitizeName(host))) {
+			t.Fatalf("default worker name %q names neither the host %q nor the pid %d", name, host, os.Getpid())
+		}
+	}
+	t.Setenv("WORKER_NAME", "ci-7")
+	if cfg, _, err := loadConfig("test", nil, nil); err != nil || cfg.WorkerName != "ci-7" {
+		t.Fatalf("WORKER_NAME=ci-7: %v %v", cfg, err)
+	}
+}
+
+func TestMetricsPortExplicitOnlyWhenSet(t *testing.T) {
+	cases := []struct {
+		name     string
+		env      string // "" = unset
+		args     []string
+		explicit bool
+		port     int
+	}{
+		{"default", "", nil, false, 9464},
+		{"environment", "9464", nil, true, 9464},
+		{"flag", "", []string{"--METRICS_PORT=9500"}, true, 9500},
+		{"off", "0", nil, true, 0},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			t.Setenv("METRICS_PORT", "")
+			if c.env == "" {
+				os.Unsetenv("METRICS_PORT") // restored by t.Setenv's cleanup
+			} else {
+				t.Setenv("METRICS_PORT", c.env)
+			}
+			cfg, _, err := loadConfig("test", c.args, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if cfg.MetricsPort != c.port || cfg.MetricsPortExplicit != c.explicit {
+				t.Fatalf("port %d explicit %v, want %d %v", cfg.MetricsPort, cfg.MetricsPortExplicit, c.port, c.explicit)
+			}
+		})
 	}
 }

@@ -107,7 +107,7 @@ func TestCancelOfARunWhoseWorkerDiedEndsItCancelled(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if persistence.IsTerminal(r.Status) {
+		if persistence.IsTerminal(persistence.Status(r.Status)) {
 			if r.Status != persistence.StatusCancelled {
 				t.Fatalf("deleted run ended %s, want cancelled", r.Status)
 			}
@@ -180,7 +180,7 @@ func TestReclaimFindsADeadEntryBehindLiveOnes(t *testing.T) {
 	}
 	if _, err := db.NewUpdate().Model((*persistence.Run)(nil)).
 		Set("status = 'running', attempt = 1, worker_node = 'ghost-live', lease_expires_at = now() + interval '1 hour'").
-		Where("id IN (?)", bun.In(liveIDs)).Exec(ctx); err != nil {
+		Where("id IN (?)", bun.List(liveIDs)).Exec(ctx); err != nil {
 		t.Fatal(err)
 	}
 	// Behind them, the entry of a worker that died mid-run.

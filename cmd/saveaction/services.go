@@ -2,6 +2,9 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -9,21 +12,28 @@ import (
 	nethttp "net/http"
 	"os"
 	"strconv"
+	"strings"
+	"syscall"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
-	"github.com/gofiber/fiber/v2"
+	"github.com/asynkron/protoactor-go/remote"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/stdlib"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/redis/go-redis/v9"
 	"github.com/uptrace/bun"
+	"github.com/uptrace/bun/dialect/pgdialect"
 
 	"github.com/saveaction/runner/actors"
 	"github.com/saveaction/runner/browser"
+	"github.com/saveaction/runner/examples"
 	api "github.com/saveaction/runner/http"
 	"github.com/saveaction/runner/persistence"
 	"github.com/saveaction/runner/queue"
+	"github.com/saveaction/runner/service"
 )
 
 func newLogger(cfg *Config, w io.Writer) *slog.Logger {
@@ -41,6 +51,34 @@ func newLogger(cfg *Config, w io.Writer) *slog.Logger {
 	return slog.New(slog.NewJSONHandler(w, opts))
 }
 
+// defaultWorkerName names a node uniquely: the host name tells nodes on
+// different machines apart, the pid nodes on one host, and the random
+// suffix containers of one image, where every pid is the same small number.
+func defaultWorkerName() string {
+	host, err := os.Hostname()
+	if err != nil || sanitizeName(host) == "" {
+		host = "worker"
+	}
+	b := make([]byte, 3)
+	_, _ = rand.Read(b)
+	return fmt.Sprintf("%s-%d-%s", sanitizeName(host), os.Getpid(), hex.EncodeToString(b))
+}
+
+// sanitizeName keeps a name to what consumer and actor names take well:
+// letters, digits, '-', '_' and '.', at most 48 of them.
+func sanitizeName(s string) string {
+	s = strings.Map(func(r rune) rune {
+		if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' || r == '.' {
+			return r
+		}
+		return -1
+	}, s)
+	if len(s) > 48 {
+		s = s[:48]
+	}
+	return s
+}
+
 // backends are the connections every long-running command needs.
 type backends struct {
 	cfg   *Config
@@ -51,26 +89,55 @@ type backends struct {
 	runs  *persistence.Runs
 }
 
-func openBackends(ctx context.Context, cfg *Config, log *slog.Logger) (*backends, error) {
-	db, err := persistence.Open(ctx, cfg.DatabaseURL)
-	if err != nil {
-		return nil, fmt.Errorf("DATABASE_URL: %w", err)
-	}
+// openBackends connects to PostgreSQL and Redis. With mustReach (worker,
+// dev) either one unreachable is an error naming its variable: a worker
+// cannot do anything without both, so it had better fail where its
+// supervisor sees it. Without it (api) an unreachable backend is logged and
+// its client kept: the API starts, answers 503 for what needs the missing
+// backend, and the drivers reconnect by themselves when it is back.
+func openBackends(ctx context.Context, cfg *Config, log *slog.Logger, mustReach bool) (*backends, error) {
 	opt, err := redis.ParseURL(cfg.RedisURL)
 	if err != nil {
-		_ = db.Close()
 		return nil, fmt.Errorf("REDIS_URL: %w", err)
+	}
+	db, err := persistence.Open(ctx, cfg.DatabaseURL)
+	if err != nil && (mustReach || !persistence.IsUnavailable(err)) {
+		return nil, fmt.Errorf("DATABASE_URL: %w", err)
+	}
+	if err != nil {
+		log.Warn("PostgreSQL is unreachable; serving 503 DATABASE_UNAVAILABLE until it answers", "error", err)
+		if db, err = lazyDB(cfg.DatabaseURL); err != nil {
+			return nil, fmt.Errorf("DATABASE_URL: %w", err)
+		}
 	}
 	rdb := redis.NewClient(opt)
 	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	if err := rdb.Ping(pctx).Err(); err != nil {
-		_ = db.Close()
-		_ = rdb.Close()
-		return nil, fmt.Errorf("REDIS_URL: connect to Redis at %s: %w", opt.Addr, err)
+		if mustReach {
+			_ = db.Close()
+			_ = rdb.Close()
+			return nil, fmt.Errorf("REDIS_URL: connect to Redis at %s: %w", opt.Addr, err)
+		}
+		log.Warn("Redis is unreachable; runs cannot be queued (503 QUEUE_UNAVAILABLE) until it answers",
+			"address", opt.Addr, "error", err)
 	}
 	return &backends{cfg: cfg, log: log, db: db, rdb: rdb,
 		queue: queue.New(rdb, cfg.RedisPrefix), runs: &persistence.Runs{DB: db}}, nil
+}
+
+// lazyDB is a handle on a PostgreSQL that does not answer yet: the pool
+// connects on first use. Its pool settings are those of persistence.Open.
+func lazyDB(dsn string) (*bun.DB, error) {
+	cfg, err := pgx.ParseConfig(dsn)
+	if err != nil {
+		return nil, fmt.Errorf("parse DATABASE_URL: %w", err)
+	}
+	sqldb := stdlib.OpenDB(*cfg)
+	sqldb.SetMaxOpenConns(20)
+	sqldb.SetMaxIdleConns(10)
+	sqldb.SetConnMaxIdleTime(5 * time.Minute)
+	return bun.NewDB(sqldb, pgdialect.New()), nil
 }
 
 func (b *backends) Close() {
@@ -78,8 +145,17 @@ func (b *backends) Close() {
 	_ = b.db.Close()
 }
 
-// startAPI builds the Fiber app and serves it until Shutdown.
-func startAPI(b *backends, canceller api.Canceller, reg *prometheus.Registry) (*fiber.App, net.Listener, error) {
+// redisLogger sends go-redis's own messages (one per failed dial while
+// Redis is down) to the structured log at debug: the failures that matter
+// are logged where they are handled, with their request.
+type redisLogger struct{ log *slog.Logger }
+
+func (l redisLogger) Printf(ctx context.Context, format string, v ...any) {
+	l.log.DebugContext(ctx, fmt.Sprintf(format, v...), "component", "go-redis")
+}
+
+// apiServer is the REST API as a component.
+func apiServer(b *backends, canceller api.Canceller, reg *prometheus.Registry) (*service.Server, error) {
 	app, err := api.New(api.Config{
 		DB:                 b.db,
 		Dispatcher:         b.queue,
@@ -93,21 +169,25 @@ func startAPI(b *backends, canceller api.Canceller, reg *prometheus.Registry) (*
 		BrowsersAvailable:  []string{"chromium"},
 	})
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	addr := net.JoinHostPort(b.cfg.Host, strconv.Itoa(b.cfg.Port))
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return nil, nil, fmt.Errorf("PORT %d: %w", b.cfg.Port, err)
-	}
-	go func() {
-		if err := app.Listener(ln); err != nil {
-			b.log.Error("API server stopped", "error", err)
-		}
-	}()
-	b.log.Info("API listening", "address", "http://"+ln.Addr().String())
-	return app, ln, nil
+	return service.NewServer("API server", service.ServerFuncs{
+		Listen: func() (net.Listener, error) {
+			ln, err := net.Listen("tcp", net.JoinHostPort(b.cfg.Host, strconv.Itoa(b.cfg.Port)))
+			if err != nil {
+				return nil, fmt.Errorf("PORT %d: %w", b.cfg.Port, err)
+			}
+			b.log.Info("API listening", "address", "http://"+ln.Addr().String())
+			return ln, nil
+		},
+		Serve:       app.Listener,
+		Shutdown:    app.ShutdownWithContext,
+		StopTimeout: apiStopTimeout,
+	}), nil
 }
+
+// apiStopTimeout bounds the API's graceful stop (requests in flight).
+const apiStopTimeout = 10 * time.Second
 
 func newRegistry() *prometheus.Registry {
 	reg := prometheus.NewRegistry()
@@ -115,90 +195,149 @@ func newRegistry() *prometheus.Registry {
 	return reg
 }
 
-// workerNode is a running worker: pool, coordinator and metrics endpoint.
-type workerNode struct {
-	bpool   *actors.Pool
-	worker  *actors.Worker
-	metrics *nethttp.Server
-	// stopReconciler ends the reconciler loop and waits for it.
-	stopReconciler func()
-}
-
-func startWorker(ctx context.Context, b *backends, sys *actor.ActorSystem, reg *prometheus.Registry, serveMetrics bool) (*workerNode, error) {
-	cfg := b.cfg
-	bin := cfg.ChromeBin
-	if bin == "" {
-		var err error
-		if bin, err = browser.FindChrome(); err != nil {
-			return nil, fmt.Errorf("CHROME_BIN: %w", err)
-		}
-	} else if _, err := os.Stat(bin); err != nil {
-		return nil, fmt.Errorf("CHROME_BIN=%q: %w", bin, err)
-	}
-	for _, dir := range []string{cfg.ScreenshotStorage, cfg.VideoStoragePath, cfg.FilesPath} {
-		if err := os.MkdirAll(dir, 0o755); err != nil {
-			return nil, fmt.Errorf("storage folder %s: %w", dir, err)
-		}
-	}
-	if rep := actors.SweepStaleBrowsers(""); rep.Killed+rep.Profiles > 0 {
-		b.log.Info("swept browsers left by a dead worker", "killed", rep.Killed, "profiles", rep.Profiles)
-	}
-	m := actors.NewMetrics(reg)
-	pool := actors.NewPool(actors.PoolConfig{
-		Launch: func(ctx context.Context) (*browser.Browser, error) {
-			return browser.Launch(ctx, browser.LaunchOptions{Bin: bin, Headless: true})
+// remoteService makes sys a remote node, so cancel messages cross between
+// API and workers. It is stopped last, after what sends through it.
+func remoteService(sys *actor.ActorSystem, cfg *Config, log *slog.Logger) service.Service {
+	var r *remote.Remote
+	return service.New("actor remote", service.Funcs{
+		Start: func(context.Context) error {
+			rr, addr, err := actors.StartRemote(sys, cfg.ActorHost, cfg.ActorPort, cfg.ActorAdvertised)
+			if err != nil {
+				return err
+			}
+			r = rr
+			log.Info("actor node started", "address", addr)
+			return nil
 		},
-		MaxRuns:     cfg.BrowserMaxRuns,
-		MaxAge:      time.Duration(cfg.BrowserMaxAgeMinutes) * time.Minute,
-		MaxRSSBytes: int64(cfg.BrowserMaxRSSMB) << 20,
-		Metrics:     m,
+		Stop: func(context.Context) error {
+			// Not graceful: protoactor's graceful stop can wait 10 s on gRPC
+			// streams of other nodes, and nothing is left to send by now.
+			r.Shutdown(false)
+			return nil
+		},
 	})
-	w, err := actors.StartWorker(ctx, actors.Deps{
-		System: sys, Runs: b.runs, Queue: b.queue, Pool: pool, Log: b.log, Metrics: m,
-		Worker: cfg.WorkerName, Concurrency: cfg.WorkerConcurrency, Lease: cfg.Lease,
-		ScreenshotDir: cfg.ScreenshotStorage, VideoDir: cfg.VideoStoragePath, FilesDir: cfg.FilesPath,
+}
+
+// workerService is the coordinator with its browser pool: started, it
+// pulls runs; stopped, it drains within the shutdown grace and hands the
+// rest back (DESIGN.md rule 6), then closes every browser.
+func workerService(b *backends, sys *actor.ActorSystem, m *actors.Metrics) service.Service {
+	cfg := b.cfg
+	var (
+		pool *actors.Pool
+		w    *actors.Worker
+	)
+	return service.New("worker", service.Funcs{
+		Start: func(ctx context.Context) error {
+			bin := cfg.ChromeBin
+			if bin == "" {
+				var err error
+				if bin, err = browser.FindChrome(); err != nil {
+					return fmt.Errorf("CHROME_BIN: %w", err)
+				}
+			} else if _, err := os.Stat(bin); err != nil {
+				return fmt.Errorf("CHROME_BIN=%q: %w", bin, err)
+			}
+			for _, dir := range []string{cfg.ScreenshotStorage, cfg.VideoStoragePath, cfg.FilesPath} {
+				if err := os.MkdirAll(dir, 0o755); err != nil {
+					return fmt.Errorf("storage folder %s: %w", dir, err)
+				}
+			}
+			if rep := actors.SweepStaleBrowsers(""); rep.Killed+rep.Profiles > 0 {
+				b.log.Info("swept browsers left by a dead worker", "killed", rep.Killed, "profiles", rep.Profiles)
+			}
+			pool = actors.NewPool(actors.PoolConfig{
+				Launch: func(ctx context.Context) (*browser.Browser, error) {
+					return browser.Launch(ctx, browser.LaunchOptions{Bin: bin, Headless: true})
+				},
+				MaxRuns:     cfg.BrowserMaxRuns,
+				MaxAge:      time.Duration(cfg.BrowserMaxAgeMinutes) * time.Minute,
+				MaxRSSBytes: int64(cfg.BrowserMaxRSSMB) << 20,
+				Metrics:     m,
+			})
+			var err error
+			w, err = actors.StartWorker(ctx, actors.Deps{
+				System: sys, Runs: b.runs, Queue: b.queue, Pool: pool, Log: b.log, Metrics: m,
+				Worker: cfg.WorkerName, Concurrency: cfg.WorkerConcurrency, Lease: cfg.Lease,
+				ScreenshotDir: cfg.ScreenshotStorage, VideoDir: cfg.VideoStoragePath, FilesDir: cfg.FilesPath,
+			})
+			if err != nil {
+				pool.Close()
+				return err
+			}
+			b.log.Info("worker started", "worker", cfg.WorkerName, "concurrency", cfg.WorkerConcurrency, "chromium", bin)
+			return nil
+		},
+		Stop: func(ctx context.Context) error {
+			b.log.Info("shutting down worker", "grace", cfg.ShutdownGrace)
+			err := w.Shutdown(ctx, cfg.ShutdownGrace)
+			pool.Close()
+			return err
+		},
+		// The grace for the runs, then time to hand back the rest.
+		StopTimeout: cfg.ShutdownGrace + 15*time.Second,
 	})
-	if err != nil {
-		pool.Close()
-		return nil, err
-	}
-	rctx, stopReconciler := context.WithCancel(context.Background())
-	rec := &actors.Reconciler{Runs: b.runs, Queue: b.queue, Redis: b.rdb, LockKey: cfg.RedisPrefix + "reconciler:lock",
-		Owner: cfg.WorkerName, Lease: cfg.Lease, Log: b.log, Metrics: m}
-	reconciled := make(chan struct{})
-	go func() { defer close(reconciled); rec.Run(rctx) }()
-	n := &workerNode{bpool: pool, worker: w, stopReconciler: func() { stopReconciler(); <-reconciled }}
-	if serveMetrics && cfg.MetricsPort != 0 {
-		mux := nethttp.NewServeMux()
-		mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-		n.metrics = &nethttp.Server{Addr: net.JoinHostPort(cfg.Host, strconv.Itoa(cfg.MetricsPort)), Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-		ln, err := net.Listen("tcp", n.metrics.Addr)
-		if err != nil {
-			n.stop(b.log, 0)
-			return nil, fmt.Errorf("METRICS_PORT %d: %w", cfg.MetricsPort, err)
+}
+
+// reconcilerService is the loop that re-dispatches runs whose stream
+// entries were lost (one node at a time, under a Redis lock).
+func reconcilerService(b *backends, m *actors.Metrics) service.Service {
+	rec := &actors.Reconciler{Runs: b.runs, Queue: b.queue, Redis: b.rdb, LockKey: b.cfg.RedisPrefix + "reconciler:lock",
+		Owner: b.cfg.WorkerName, Lease: b.cfg.Lease, Log: b.log, Metrics: m}
+	return service.New("reconciler", service.Funcs{
+		Run: func(ctx context.Context) error { rec.Run(ctx); return nil },
+	})
+}
+
+// metricsServer serves the worker's /metrics on METRICS_PORT.
+func metricsServer(cfg *Config, reg *prometheus.Registry, log *slog.Logger) *service.Server {
+	mux := nethttp.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	srv := &nethttp.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	return service.NewServer("metrics server", service.ServerFuncs{
+		Listen:   func() (net.Listener, error) { return listenMetrics(cfg, log) },
+		Serve:    srv.Serve,
+		Shutdown: srv.Shutdown,
+	})
+}
+
+// listenMetrics listens on METRICS_PORT. When the port was left at its
+// default and is taken (a second worker on the host), it listens on a free
+// port instead and logs where: workers on one host then start with no
+// setting of their own. A port set explicitly and taken is an error.
+func listenMetrics(cfg *Config, log *slog.Logger) (net.Listener, error) {
+	ln, err := net.Listen("tcp", net.JoinHostPort(cfg.Host, strconv.Itoa(cfg.MetricsPort)))
+	if err != nil && !cfg.MetricsPortExplicit && errors.Is(err, syscall.EADDRINUSE) {
+		var ferr error
+		if ln, ferr = net.Listen("tcp", net.JoinHostPort(cfg.Host, "0")); ferr == nil {
+			log.Warn("the default METRICS_PORT is taken (another worker on this host?); metrics are served on a free port instead",
+				"taken", cfg.MetricsPort, "address", "http://"+ln.Addr().String()+"/metrics")
+			err = nil
 		}
-		go func() { _ = n.metrics.Serve(ln) }()
-		b.log.Info("worker metrics listening", "address", "http://"+ln.Addr().String()+"/metrics")
 	}
-	b.log.Info("worker started", "worker", cfg.WorkerName, "concurrency", cfg.WorkerConcurrency, "chromium", bin)
-	return n, nil
+	if err != nil {
+		return nil, fmt.Errorf("METRICS_PORT %d: %w", cfg.MetricsPort, err)
+	}
+	log.Info("worker metrics listening", "address", "http://"+ln.Addr().String()+"/metrics")
+	return ln, nil
 }
 
-// stop drains the worker within grace and closes every browser.
-func (n *workerNode) stop(log *slog.Logger, grace time.Duration) {
-	ctx, cancel := context.WithTimeout(context.Background(), grace+15*time.Second)
-	defer cancel()
-	n.stopReconciler()
-	if err := n.worker.Shutdown(ctx, grace); err != nil {
-		log.Warn("worker shutdown", "error", err)
-	}
-	n.bpool.Close()
-	if n.metrics != nil {
-		_ = n.metrics.Close()
-	}
+// demoServer serves the examples/ demo site that the example recordings use.
+func demoServer(cfg *Config, log *slog.Logger) *service.Server {
+	srv := &nethttp.Server{Handler: nethttp.FileServerFS(examples.Site()), ReadHeaderTimeout: 5 * time.Second}
+	return service.NewServer("demo site", service.ServerFuncs{
+		Listen: func() (net.Listener, error) {
+			ln, err := net.Listen("tcp", net.JoinHostPort(cfg.Host, strconv.Itoa(cfg.DemoPort)))
+			if err != nil {
+				return nil, fmt.Errorf("DEMO_PORT %d: %w", cfg.DemoPort, err)
+			}
+			log.Info("demo site listening", "address", "http://"+ln.Addr().String()+"/")
+			return ln, nil
+		},
+		Serve:    srv.Serve,
+		Shutdown: srv.Shutdown,
+	})
 }
-
-func listen(addr string) (net.Listener, error) { return net.Listen("tcp", addr) }
 
 // isTerminal reports whether w is a character device (a terminal).
 func isTerminal(w io.Writer) bool {
