@@ -173,7 +173,11 @@ func (f *fleet) cleanup() {
 
 // slowRecording is the demo flow with its actions a second apart, so in
 // realistic timing a run lasts about as many seconds as it has actions.
-func (f *fleet) slowRecording(steps int) []byte {
+func (f *fleet) slowRecording(steps int) []byte { return f.recordingWithGap(steps, 1000) }
+
+// recordingWithGap is the demo flow's first action repeated steps times,
+// gapMs apart.
+func (f *fleet) recordingWithGap(steps int, gapMs float64) []byte {
 	var rec map[string]any
 	raw := bytes.ReplaceAll(examples.DemoRecording(), []byte("http://127.0.0.1:3002"), []byte(f.site.URL))
 	if err := json.Unmarshal(raw, &rec); err != nil {
@@ -187,7 +191,7 @@ func (f *fleet) slowRecording(steps int) []byte {
 			a[k] = v
 		}
 		a["id"] = fmt.Sprintf("act_%03d", i+1)
-		a["timestamp"] = 1764645600000.0 + float64(i)*1000
+		a["timestamp"] = 1764645600000.0 + float64(i)*gapMs
 		delete(a, "completedAt")
 		acts = append(acts, a)
 	}

@@ -417,8 +417,9 @@ func TestNoFinishedRunKeepsAPendingRow(t *testing.T) {
 func TestMaxActionDelayReachesTheReplay(t *testing.T) {
 	f := newFleet(t)
 	f.worker("worker-a", "WORKER_CONCURRENCY=1")
-	// Four actions a second apart: realistic timing waits about 3 s in all.
-	id := f.createRun(f.slowRecording(4), map[string]any{"timingMode": "realistic", "maxActionDelay": 50, "timeout": 5000})
+	// Three actions five seconds apart: realistic timing waits 10 s in all,
+	// capped at 50 ms a pause it waits almost nothing.
+	id := f.createRun(f.recordingWithGap(3, 5000), map[string]any{"timingMode": "realistic", "maxActionDelay": 50, "timeout": 5000})
 	r := f.waitFor(id, 60*time.Second, "finished", terminal)
 	if r.Status != "passed" {
 		t.Fatalf("run = %+v", r)
@@ -427,7 +428,7 @@ func TestMaxActionDelayReachesTheReplay(t *testing.T) {
 		DurationMs int64 `json:"durationMs"`
 	}
 	f.api.call("GET", "/api/v1/runs/"+id, nil, 200, &full)
-	if full.DurationMs >= 2500 {
-		t.Fatalf("run took %d ms: the 50 ms cap was not applied to the 1 s pauses", full.DurationMs)
+	if full.DurationMs >= 8000 { // uncapped it takes over 10 s
+		t.Fatalf("run took %d ms: the 50 ms cap was not applied to the 5 s pauses", full.DurationMs)
 	}
 }
