@@ -36,9 +36,9 @@ const (
 func allBrowsers() []string     { return []string{"chromium", "firefox", "webkit"} }
 func runStatuses() []string     { return []string{"queued", "running", "passed", "failed", "cancelled"} }
 func triggers() []string        { return []string{"manual", "api", "schedule", "ci"} }
-func screenshotModes() []string { return []string{"on-failure", "always", "never"} }
-func timingModes() []string     { return []string{"realistic", "fast", "instant"} }
-func isolations() []string      { return []string{"context", "browser"} }
+func screenshotModes() []string { return persistence.ScreenshotModes() }
+func timingModes() []string     { return persistence.TimingModes() }
+func isolations() []string      { return persistence.Isolations() }
 func sortOrders() []string      { return []string{"asc", "desc"} }
 
 // optionKeys are the members `options` may have.

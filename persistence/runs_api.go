@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -429,15 +431,11 @@ func (o RunOptions) Validate() []OptionProblem {
 	if o.Timeout < MinTimeoutMs || o.Timeout > MaxTimeoutMs {
 		bad("timeout", "must be from %d to %d ms", MinTimeoutMs, MaxTimeoutMs)
 	}
-	switch o.ScreenshotMode {
-	case "on-failure", "always", "never":
-	default:
-		bad("screenshotMode", "must be on-failure, always or never")
+	if !slices.Contains(ScreenshotModes(), o.ScreenshotMode) {
+		bad("screenshotMode", "must be %s", strings.Join(ScreenshotModes(), ", "))
 	}
-	switch o.TimingMode {
-	case "realistic", "fast", "instant":
-	default:
-		bad("timingMode", "must be realistic, fast or instant")
+	if !slices.Contains(TimingModes(), o.TimingMode) {
+		bad("timingMode", "must be %s", strings.Join(TimingModes(), ", "))
 	}
 	if o.SpeedMultiplier < MinSpeedMultiplier || o.SpeedMultiplier > MaxSpeedMultiplier {
 		bad("speedMultiplier", "must be from %g to %g", MinSpeedMultiplier, MaxSpeedMultiplier)
@@ -445,10 +443,17 @@ func (o RunOptions) Validate() []OptionProblem {
 	if o.MaxActionDelay < 0 || o.MaxActionDelay > MaxMaxActionDelay {
 		bad("maxActionDelay", "must be from 0 to %d ms", MaxMaxActionDelay)
 	}
-	switch o.Isolation {
-	case "context", "browser":
-	default:
-		bad("isolation", "must be context or browser")
+	if !slices.Contains(Isolations(), o.Isolation) {
+		bad("isolation", "must be %s", strings.Join(Isolations(), ", "))
 	}
 	return ps
 }
+
+// ScreenshotModes lists the values of RunOptions.ScreenshotMode.
+func ScreenshotModes() []string { return []string{"on-failure", "always", "never"} }
+
+// TimingModes lists the values of RunOptions.TimingMode.
+func TimingModes() []string { return []string{"realistic", "fast", "instant"} }
+
+// Isolations lists the values of RunOptions.Isolation.
+func Isolations() []string { return []string{"context", "browser"} }

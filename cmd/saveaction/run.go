@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/saveaction/runner/browser"
+	"github.com/saveaction/runner/persistence"
 	"github.com/saveaction/runner/recording"
 )
 
@@ -24,14 +25,6 @@ const (
 	exitPassed  = 0
 	exitFailed  = 1 // a run failed or was cancelled
 	exitInvalid = 2 // bad options or an invalid recording
-)
-
-// Bounds of the run options (REPLAY.md §6).
-const (
-	minTimeout = time.Second
-	maxTimeout = 600 * time.Second
-	minSpeed   = 0.1
-	maxSpeed   = 10
 )
 
 // availableBrowsers are the browsers this build can drive.
@@ -137,17 +130,21 @@ func parseRunFlags(args []string, stderr io.Writer) (*runFlags, error) {
 		problems = append(problems, fmt.Sprintf("--browser %q is not available; this deployment has: %s (Firefox and WebKit cannot be driven through Rod)",
 			f.browserName, strings.Join(availableBrowsers, ", ")))
 	}
-	if f.timeout < minTimeout || f.timeout > maxTimeout {
-		problems = append(problems, fmt.Sprintf("--timeout %s is out of range (1s to 600s)", f.timeout))
-	}
-	if !contains([]string{browser.TimingRealistic, browser.TimingFast, browser.TimingInstant}, f.timingMode) {
-		problems = append(problems, fmt.Sprintf("--timing-mode %q: want realistic, fast or instant", f.timingMode))
-	}
-	if !(f.speed >= minSpeed && f.speed <= maxSpeed) {
-		problems = append(problems, fmt.Sprintf("--speed %g is out of range (0.1 to 10)", f.speed))
-	}
-	if !contains([]string{browser.ScreenshotOnFailure, browser.ScreenshotAlways, browser.ScreenshotNever}, f.screenshotMode) {
-		problems = append(problems, fmt.Sprintf("--screenshot-mode %q: want on-failure, always or never", f.screenshotMode))
+	// The bounds are RunOptions', the same as the API's.
+	o := persistence.DefaultRunOptions()
+	o.Timeout = int(f.timeout / time.Millisecond)
+	o.TimingMode, o.SpeedMultiplier, o.ScreenshotMode = f.timingMode, f.speed, f.screenshotMode
+	for _, p := range o.Validate() {
+		switch p.Field {
+		case "timeout":
+			problems = append(problems, fmt.Sprintf("--timeout %s is out of range (1s to 600s)", f.timeout))
+		case "timingMode":
+			problems = append(problems, fmt.Sprintf("--timing-mode %q: want realistic, fast or instant", f.timingMode))
+		case "speedMultiplier":
+			problems = append(problems, fmt.Sprintf("--speed %g is out of range (0.1 to 10)", f.speed))
+		case "screenshotMode":
+			problems = append(problems, fmt.Sprintf("--screenshot-mode %q: want on-failure, always or never", f.screenshotMode))
+		}
 	}
 	if len(problems) > 0 {
 		return nil, errors.New(strings.Join(problems, "; "))
