@@ -16,6 +16,16 @@ const (
 	MetricActorRestarts   = "saveaction_actor_restarts_total"
 	MetricLeasesReclaimed = "saveaction_leases_reclaimed_total"
 	MetricCancelLatency   = "saveaction_cancel_latency_seconds"
+	MetricDeadLetters     = "saveaction_dead_letters_total"
+	MetricRunFailures     = "saveaction_run_failures_total"
+)
+
+// Failure classes of saveaction_run_failures_total{reason}: a bounded set.
+const (
+	FailureTest             = "test"              // an action failed: the result of the test
+	FailureWorkerLost       = "worker_lost"       // deliveries spent
+	FailureBrowserCrash     = "browser_crash"     // crash budget spent
+	FailureInvalidRecording = "invalid_recording" // the recording or its options could not be replayed
 )
 
 // Metrics are the worker's Prometheus collectors.
@@ -32,6 +42,8 @@ type Metrics struct {
 	ActorRestarts   prometheus.Counter
 	LeasesReclaimed prometheus.Counter
 	CancelLatency   prometheus.Histogram
+	DeadLetters     prometheus.Counter
+	RunFailures     *prometheus.CounterVec
 }
 
 // NewMetrics creates the worker metrics and registers them on reg (which may be nil).
@@ -61,10 +73,21 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Stream entries taken over from a worker that stopped renewing."}),
 		CancelLatency: prometheus.NewHistogram(prometheus.HistogramOpts{Name: MetricCancelLatency,
 			Help: "Time from a cancel request to the run being cancelled.", Buckets: prometheus.ExponentialBuckets(0.01, 2, 12)}),
+		DeadLetters: prometheus.NewCounter(prometheus.CounterOpts{Name: MetricDeadLetters,
+			Help: "Runs given up as worker lost and moved to the dead-letter stream."}),
+		RunFailures: prometheus.NewCounterVec(prometheus.CounterOpts{Name: MetricRunFailures,
+			Help: "Failed runs by reason class (test, worker_lost, browser_crash, invalid_recording)."}, []string{"reason"}),
+	}
+	for _, r := range []string{FailureTest, FailureWorkerLost, FailureBrowserCrash, FailureInvalidRecording} {
+		m.RunFailures.WithLabelValues(r) // every class exported from the start, at 0
+	}
+	for _, s := range []string{"passed", "failed", "cancelled"} {
+		m.RunsTotal.WithLabelValues(s)
 	}
 	if reg != nil {
 		reg.MustRegister(m.RunsTotal, m.RunDuration, m.ActionDuration, m.QueueDepth, m.QueueOldestAge, m.RunsActive,
-			m.WorkerSlots, m.BrowserLaunches, m.BrowserCrashes, m.ActorRestarts, m.LeasesReclaimed, m.CancelLatency)
+			m.WorkerSlots, m.BrowserLaunches, m.BrowserCrashes, m.ActorRestarts, m.LeasesReclaimed, m.CancelLatency,
+			m.DeadLetters, m.RunFailures)
 	}
 	return m
 }

@@ -3,6 +3,7 @@ package actors
 import (
 	"context"
 	"errors"
+	"strings"
 	"time"
 
 	"github.com/saveaction/runner/persistence"
@@ -79,6 +80,7 @@ func (d *Deps) settle(s settlement) bool {
 		if err := d.Queue.DeadLetter(ctx, s.entry, s.msg); err != nil {
 			log.Warn("dead-letter entry", "error", err)
 		}
+		d.Metrics.DeadLetters.Inc()
 	case persistence.THandBack:
 		entryID, err := d.Queue.Enqueue(ctx, run.ID)
 		if err != nil {
@@ -105,6 +107,9 @@ func (d *Deps) settle(s settlement) bool {
 		return true
 	}
 	d.Metrics.RunsTotal.WithLabelValues(string(status)).Inc()
+	if status == persistence.StatusFailed {
+		d.Metrics.RunFailures.WithLabelValues(failureClass(s)).Inc()
+	}
 	if !s.noResults && s.outcome.DurationMs > 0 {
 		d.Metrics.RunDuration.Observe(float64(s.outcome.DurationMs) / 1000)
 	}
@@ -133,4 +138,17 @@ func (d *Deps) ack(ctx context.Context, e queue.Entry, why string) {
 	if err := d.Queue.Ack(ctx, e.ID); err != nil {
 		d.Log.Warn("ack stream entry", "runId", e.RunID.String(), "entry", e.ID, "why", why, "error", err)
 	}
+}
+
+// failureClass is the bounded reason label of a failed run.
+func failureClass(s settlement) string {
+	switch {
+	case s.t == persistence.TGiveUp:
+		return FailureWorkerLost
+	case s.noResults && strings.HasPrefix(s.msg, "browser crashed"):
+		return FailureBrowserCrash
+	case s.noResults:
+		return FailureInvalidRecording
+	}
+	return FailureTest
 }
