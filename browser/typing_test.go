@@ -1,6 +1,7 @@
 package browser
 
 import (
+	"context"
 	"fmt"
 	"strings"
 	"testing"
@@ -140,5 +141,44 @@ func TestTypingKeyByKey(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// BenchmarkTypingPerChar measures what typing key by key costs per
+// character in instant mode: a 100-character value (ASCII, accents, CJK,
+// emoji) typed into a field, against the same value inserted at once
+// (setValue), each timed by the action's own duration. "plain" is a field
+// with no handlers (our cost); "handlers" is the typing page's textarea
+// with a counter and a per-key event log (the page's cost added).
+func BenchmarkTypingPerChar(b *testing.B) {
+	br := needBrowser(b)
+	const n = 100
+	val := ""
+	for _, k := range typedKeys(strings.Repeat("abcdé 日本😀 ", n), false)[:n] {
+		val += k.text
+	}
+	for _, bc := range []struct{ name, page, id string }{
+		{"plain", fixtureURL("/static.html"), "i0"},
+		{"handlers", typingPage(), "bio"},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			typed := typeInto(bc.id, val, 50)
+			set := typeInto(bc.id, val, 50)
+			set.SimulationType = "setValue"
+			rec := newRec(bc.page, typed, set)
+			opts := quick()
+			opts.Timeout = 60 * time.Second
+			var perKey, oneShot time.Duration
+			for i := 0; i < b.N; i++ {
+				res := br.Replay(context.Background(), rec, opts, nil)
+				if res.Status != RunPassed {
+					b.Fatalf("run %s: %s", res.Status, res.ErrorMessage)
+				}
+				perKey += res.Actions[0].CompletedAt.Sub(res.Actions[0].StartedAt)
+				oneShot += res.Actions[1].CompletedAt.Sub(res.Actions[1].StartedAt)
+			}
+			b.ReportMetric(float64(perKey.Microseconds())/float64(b.N)/n, "µs/char")
+			b.ReportMetric(float64(oneShot.Microseconds())/float64(b.N), "µs/setValue-action")
+		})
 	}
 }
