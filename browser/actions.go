@@ -231,7 +231,10 @@ const fieldJS = `(insert) => {` + elementJS + `
 		} else {
 			el.select();
 		}
-		if (document.activeElement !== el && !el.contains(document.activeElement)) throw new Error('element did not take focus');
+		// Focus inside a shadow root shows on the document as its host.
+		let active = document.activeElement;
+		while (active && active.shadowRoot && active.shadowRoot.activeElement) active = active.shadowRoot.activeElement;
+		if (active !== el && !el.contains(active)) throw new Error('element did not take focus');
 		if (insert !== null && insert !== undefined) {
 			const ok = insert === '' ? (el.value === '' || document.execCommand('delete')) : document.execCommand('insertText', false, insert);
 			const now = kind === 'editable' ? el.textContent : el.value;

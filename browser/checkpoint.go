@@ -91,6 +91,7 @@ func (r *replay) checkOnce(ctx context.Context, a *recording.Action, expected st
 		if err := r.s.callLocator(ctx, &loc, locateSpec{target: t, Mode: modeLocate}); err != nil {
 			return nil, err
 		}
+		r.s.noteLocate(t, &loc)
 		if loc.State != "ok" {
 			return nil, fmt.Errorf("%w: %s", errNotFound, t.describe())
 		}

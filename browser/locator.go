@@ -210,18 +210,26 @@ const (
 
 // located is what locator.js reports.
 type located struct {
-	State   string   `json:"state"` // ok, notfound, notready
-	Reason  string   `json:"reason"`
-	Tried   []string `json:"tried"`
-	Used    string   `json:"used"`
-	Count   int      `json:"count"`
-	Tag     string   `json:"tag"`
-	Desc    string   `json:"desc"`
-	Visible bool     `json:"visible"`
-	X       float64  `json:"x"`
-	Y       float64  `json:"y"`
-	Box     *box     `json:"box"`
-	Frame   *float64 `json:"frame"` // document.timeline.currentTime when measured
+	State  string   `json:"state"` // ok, notfound, notready
+	Reason string   `json:"reason"`
+	Tried  []string `json:"tried"`
+	// Counts[i] is how many elements strategy i matched (-1: it threw),
+	// for the strategies tried in order; Index is the one that matched
+	// (-1: none). They feed the action's selector health.
+	Counts []int `json:"counts"`
+	Index  int   `json:"index"`
+	// XPathShadow is set when an XPath strategy found nothing on a page
+	// with shadow roots, where XPath cannot look.
+	XPathShadow bool     `json:"xpathShadow"`
+	Used        string   `json:"used"`
+	Count       int      `json:"count"`
+	Tag         string   `json:"tag"`
+	Desc        string   `json:"desc"`
+	Visible     bool     `json:"visible"`
+	X           float64  `json:"x"`
+	Y           float64  `json:"y"`
+	Box         *box     `json:"box"`
+	Frame       *float64 `json:"frame"` // document.timeline.currentTime when measured
 
 	// Then and ThenError are the result of a follow-up script run in the
 	// same call once the element was ready (see locateThen).
@@ -379,6 +387,9 @@ func (s *session) locateWith(ctx context.Context, t target, mode string, off *of
 		}
 		res := &located{}
 		err := call(res, spec)
+		if err == nil {
+			s.noteLocate(t, res)
+		}
 		if err == nil && res.State == "ok" && check != nil {
 			res, err = check(res)
 		}
@@ -399,6 +410,8 @@ func (s *session) locateWith(ctx context.Context, t target, mode string, off *of
 	switch {
 	case last != nil && last.State == "notready":
 		return last, &notReadyError{reason: last.Reason, desc: last.Desc}
+	case last != nil && last.XPathShadow:
+		return nil, fmt.Errorf("%w: %s (XPath does not search inside shadow roots)", errNotFound, t.describe())
 	case last != nil:
 		return nil, fmt.Errorf("%w: %s", errNotFound, t.describe())
 	case lastErr != nil:

@@ -197,6 +197,7 @@ func (r *replay) record(ar ActionResult) {
 func (r *replay) finish(res *Result) {
 	res.CompletedAt = r.clock.Now()
 	res.DurationMs = res.CompletedAt.Sub(res.StartedAt).Milliseconds()
+	res.SelectorHealth = summarizeHealth(res.Actions)
 	if res.Status == "" {
 		res.Status = RunFailed
 	}
@@ -269,6 +270,7 @@ func (r *replay) runAction(ctx context.Context, i int, a *recording.Action) Acti
 	out.DurationMs = out.CompletedAt.Sub(out.StartedAt).Milliseconds()
 	out.SelectorUsed = run.selectorUsed
 	out.Warnings = run.warnings
+	out.SelectorHealth = r.s.takeHealth()
 
 	var se *skipError
 	var cf *checkFailure

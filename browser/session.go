@@ -40,6 +40,10 @@ type session struct {
 	nav navState
 
 	frameSink // screencast frames for a video, when one is recorded
+
+	// health is the selector health of the current action's latest
+	// location (replay goroutine only).
+	health *SelectorHealth
 }
 
 // navState counts main-frame loading events, so that waits can ask "has a
