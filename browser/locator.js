@@ -187,6 +187,12 @@
     if (r2.x !== b.x || r2.y !== b.y || r2.width !== b.width || r2.height !== b.height) {
       return Object.assign(out, { state: 'notready', reason: 'element is not stable (moving)' });
     }
+    if (spec.hover) {
+      for (let i = 0; i < 3 && !el.matches(':hover'); i++) {
+        await new Promise((res) => { requestAnimationFrame(() => res()); setTimeout(res, 100); });
+      }
+      if (!el.matches(':hover')) return Object.assign(out, { state: 'notready', reason: 'the pointer does not reach the element in its frame' });
+    }
   } else if (!inView(r2)) {
     el.scrollIntoView({ block: 'center', inline: 'center', behavior: 'instant' });
     r2 = el.getBoundingClientRect();

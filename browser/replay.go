@@ -263,7 +263,14 @@ func (r *replay) runAction(ctx context.Context, i int, a *recording.Action) Acti
 	}
 	actx, cancel := context.WithTimeout(ctx, r.opts.Timeout)
 	run := &actionRun{}
+	if a.Type != recording.TypeNavigation {
+		// Navigations are the page's; everything else acts in the frame
+		// the action was recorded in.
+		frame := a.Frame()
+		r.s.useFrame(&frame)
+	}
 	err := r.execute(actx, a, run)
+	r.s.useFrame(nil)
 	timedOut := actx.Err() != nil && ctx.Err() == nil
 	cancel()
 	out.CompletedAt = r.clock.Now()
