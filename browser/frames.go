@@ -50,6 +50,7 @@ type frameState struct {
 	// The replay goroutine only, below.
 	ref   *recording.FrameRef // the current action's frame; nil: the main frame
 	cur   *frameCtx           // ref resolved; nil: not yet (or the main frame)
+	main  bool                // ref resolved to the main frame (a frameUrl of the page itself)
 	byRef map[string]*frameCtx
 	byID  map[proto.PageFrameID]*frameCtx
 }
@@ -161,7 +162,7 @@ func (s *session) useFrame(ref *recording.FrameRef) {
 	if ref != nil && ref.IsMain() {
 		ref = nil
 	}
-	s.iframes.ref, s.iframes.cur = ref, nil
+	s.iframes.ref, s.iframes.cur, s.iframes.main = ref, nil, false
 }
 
 // dropFrame forgets the current frame's resolution after a call failed in
@@ -181,7 +182,7 @@ func (s *session) dropFrame() {
 // frameMissingError (callers poll).
 func (s *session) currentFrame(ctx context.Context) (*frameCtx, error) {
 	f := &s.iframes
-	if f.ref == nil || f.cur != nil || f.searching() {
+	if f.ref == nil || f.cur != nil || f.main || f.searching() {
 		return f.cur, nil
 	}
 	if fc := f.byRef[f.key()]; fc != nil {
@@ -197,6 +198,10 @@ func (s *session) currentFrame(ctx context.Context) (*frameCtx, error) {
 	}
 	if err != nil {
 		return nil, err
+	}
+	if fc == nil {
+		f.main = true
+		return nil, nil
 	}
 	if f.byRef == nil {
 		f.byRef = map[string]*frameCtx{}

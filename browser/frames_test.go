@@ -227,3 +227,14 @@ func BenchmarkFrameAction(b *testing.B) {
 		})
 	}
 }
+
+// A frameUrl that is the page's own URL names the main frame.
+func TestFrameURLOfTheMainFrame(t *testing.T) {
+	t.Parallel()
+	page := framesPage(0)
+	res, log, _ := replayFrames(t, needBrowser(t), newRec(page, inFrame(clickID("main-btn"), nil, page, 3), inFrame(clickID("main-btn"), nil, page, 3)), quick())
+	wantStatus(t, res, RunPassed)
+	if log != "main clicked;main clicked;" {
+		t.Errorf("frame log %q", log)
+	}
+}

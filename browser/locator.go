@@ -439,7 +439,7 @@ func (s *session) locateWith(ctx context.Context, t target, mode string, off *of
 	case lastErr != nil:
 		return nil, fmt.Errorf("locate %s: %w", t.describe(), lastErr)
 	}
-	if f := &s.iframes; f.ref != nil && f.cur == nil && !f.searching() {
+	if f := &s.iframes; f.ref != nil && f.cur == nil && !f.main && !f.searching() {
 		// No call got through (a loaded machine): the frame was not
 		// reached either.
 		return nil, &frameMissingError{desc: describeFrameRef(f.ref)}
