@@ -122,6 +122,10 @@ func TestFrames(t *testing.T) {
 			status: StatusSuccess, log: "cross clicked;"},
 		{name: "search every frame", actions: []recording.Action{inFrame(click(recording.Selector{Text: "Button of cross"}), nil, "", 9)},
 			status: StatusSuccess, log: "cross named clicked;"},
+		{name: "checkpoint searches every frame", actions: []recording.Action{
+			inFrame(checkpoint("elementText", "Button of nested", &recording.Selector{ID: "named-btn", Text: "Button of nested", Priority: []string{"text"}}), nil, "", 4),
+			inFrame(clickID("inner-btn"), []string{"#outer", "#inner"}, "", nil)},
+			status: StatusSuccess, log: "nested clicked;"},
 		{name: "coordinates translate: same-origin", actions: []recording.Action{inFrame(target(12, 7), []string{"#same"}, "", nil)},
 			status: StatusSuccess, log: "same target at 12,7;"},
 		{name: "coordinates translate: nested", actions: []recording.Action{inFrame(target(50, 21), []string{"#outer", "#inner"}, "", nil)},
