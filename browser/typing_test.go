@@ -157,6 +157,28 @@ func BenchmarkTypingPerChar(b *testing.B) {
 	for _, k := range typedKeys(strings.Repeat("abcdé 日本😀 ", n), false)[:n] {
 		val += k.text
 	}
+	// The cost of one DevTools round trip on this machine, to read the
+	// figures against: a keystroke is two (keydown with its text, keyup).
+	b.Run("round-trip", func(b *testing.B) {
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		defer cancel()
+		s, err := br.newSession(ctx)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer s.dispose()
+		var total time.Duration
+		for i := 0; i < b.N; i++ {
+			start := time.Now()
+			for j := 0; j < 100; j++ {
+				if err := s.evalExpr(ctx, "0", nil); err != nil {
+					b.Fatal(err)
+				}
+			}
+			total += time.Since(start)
+		}
+		b.ReportMetric(float64(total.Microseconds())/float64(b.N)/100, "µs/round-trip")
+	})
 	for _, bc := range []struct{ name, page, id string }{
 		{"plain", fixtureURL("/static.html"), "i0"},
 		{"handlers", typingPage(), "bio"},
