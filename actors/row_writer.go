@@ -2,6 +2,7 @@ package actors
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"time"
 
@@ -98,6 +99,12 @@ func toRow(r browser.ActionResult) *persistence.RunAction {
 		Reason:         optString(r.Reason),
 		Warnings:       r.Warnings,
 		ScreenshotPath: optString(r.ScreenshotPath),
+	}
+	if r.SelectorHealth != nil {
+		// The API shows it per action and sums it per run (http/views.go).
+		if m, err := json.Marshal(map[string]any{"selectorHealth": r.SelectorHealth}); err == nil {
+			row.Metadata = m
+		}
 	}
 	if !r.StartedAt.IsZero() {
 		t := r.StartedAt.UTC()

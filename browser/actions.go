@@ -158,11 +158,12 @@ type fieldKind struct {
 
 func (r *replay) input(ctx context.Context, a *recording.Action, run *actionRun) error {
 	value := r.inputValue(a, run)
+	keyByKey := typesKeyByKey(a)
 	delay := time.Duration(a.TypingDelay * r.opts.timingScale() * float64(time.Millisecond))
 	// One call locates the field, classifies it and, for text, focuses it,
 	// selects its content and (unless typing key by key) replaces it.
 	var insert *string
-	if delay <= 0 {
+	if !keyByKey {
 		insert = &value
 	}
 	var fk fieldKind
@@ -194,7 +195,7 @@ func (r *replay) input(ctx context.Context, a *recording.Action, run *actionRun)
 	case "other":
 		return fmt.Errorf("cannot type into %s (%s)", loc.Desc, fk.Type)
 	}
-	return r.typeText(ctx, delay, value, fk.Kind == "editable")
+	return r.typeText(ctx, keyByKey, delay, value, fk.Kind == "editable", fk.Type == "textarea")
 }
 
 // fieldJS classifies the located element for an input action; text fields
@@ -226,7 +227,10 @@ const fieldJS = `(insert) => {` + elementJS + `
 		} else {
 			el.select();
 		}
-		if (document.activeElement !== el && !el.contains(document.activeElement)) throw new Error('element did not take focus');
+		// Focus inside a shadow root shows on the document as its host.
+		let active = document.activeElement;
+		while (active && active.shadowRoot && active.shadowRoot.activeElement) active = active.shadowRoot.activeElement;
+		if (active !== el && !el.contains(active)) throw new Error('element did not take focus');
 		if (insert !== null && insert !== undefined) {
 			const ok = insert === '' ? (el.value === '' || document.execCommand('delete')) : document.execCommand('insertText', false, insert);
 			const now = kind === 'editable' ? el.textContent : el.value;
@@ -242,26 +246,15 @@ const fieldJS = `(insert) => {` + elementJS + `
 
 // typeText replaces the content of the focused, selected field with value,
 // then fires change as leaving the field would.
-func (r *replay) typeText(ctx context.Context, delay time.Duration, value string, editable bool) error {
+func (r *replay) typeText(ctx context.Context, keyByKey bool, delay time.Duration, value string, editable, textarea bool) error {
 	if value == "" {
 		del, _ := lookupKey("Delete", "")
 		if err := r.s.press(ctx, del, nil); err != nil {
 			return err
 		}
-	} else if delay > 0 {
-		for i, ch := range value {
-			if i > 0 {
-				if err := r.sleep(ctx, delay); err != nil {
-					return err
-				}
-			}
-			k, err := lookupKey(string(ch), "")
-			if err != nil || ch == '\n' || ch == '\r' || ch == '\t' {
-				k = keyDef{key: string(ch), text: string(ch)}
-			}
-			if err := r.s.press(ctx, k, nil); err != nil {
-				return err
-			}
+	} else if keyByKey {
+		if err := r.typeKeys(ctx, delay, value, editable || textarea); err != nil {
+			return err
 		}
 	} else if err := r.s.do(ctx, proto.InputInsertText{Text: value}); err != nil {
 		return err

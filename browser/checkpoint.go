@@ -88,9 +88,15 @@ func (r *replay) checkOnce(ctx context.Context, a *recording.Action, expected st
 			return nil, fmt.Errorf("checkpoint %s has no selector", a.CheckType)
 		}
 		var loc located
-		if err := r.s.callLocator(ctx, &loc, locateSpec{target: t, Mode: modeLocate}); err != nil {
+		find := func() error { return r.s.callLocator(ctx, &loc, locateSpec{target: t, Mode: modeLocate}) }
+		if r.s.iframes.searching() {
+			inner := find
+			find = func() error { return r.s.searchFrames(ctx, &loc, inner) }
+		}
+		if err := find(); err != nil {
 			return nil, err
 		}
+		r.s.noteLocate(t, &loc)
 		if loc.State != "ok" {
 			return nil, fmt.Errorf("%w: %s", errNotFound, t.describe())
 		}

@@ -210,18 +210,26 @@ const (
 
 // located is what locator.js reports.
 type located struct {
-	State   string   `json:"state"` // ok, notfound, notready
-	Reason  string   `json:"reason"`
-	Tried   []string `json:"tried"`
-	Used    string   `json:"used"`
-	Count   int      `json:"count"`
-	Tag     string   `json:"tag"`
-	Desc    string   `json:"desc"`
-	Visible bool     `json:"visible"`
-	X       float64  `json:"x"`
-	Y       float64  `json:"y"`
-	Box     *box     `json:"box"`
-	Frame   *float64 `json:"frame"` // document.timeline.currentTime when measured
+	State  string   `json:"state"` // ok, notfound, notready
+	Reason string   `json:"reason"`
+	Tried  []string `json:"tried"`
+	// Counts[i] is how many elements strategy i matched (-1: it threw),
+	// for the strategies tried in order; Index is the one that matched
+	// (-1: none). They feed the action's selector health.
+	Counts []int `json:"counts"`
+	Index  int   `json:"index"`
+	// XPathShadow is set when an XPath strategy found nothing on a page
+	// with shadow roots, where XPath cannot look.
+	XPathShadow bool     `json:"xpathShadow"`
+	Used        string   `json:"used"`
+	Count       int      `json:"count"`
+	Tag         string   `json:"tag"`
+	Desc        string   `json:"desc"`
+	Visible     bool     `json:"visible"`
+	X           float64  `json:"x"`
+	Y           float64  `json:"y"`
+	Box         *box     `json:"box"`
+	Frame       *float64 `json:"frame"` // document.timeline.currentTime when measured
 
 	// Then and ThenError are the result of a follow-up script run in the
 	// same call once the element was ready (see locateThen).
@@ -258,6 +266,10 @@ type locateSpec struct {
 	Box    *box     `json:"box,omitempty"`
 	Point  *offset  `json:"point,omitempty"`
 	Frame  *float64 `json:"frame,omitempty"`
+	// Hover asks verify to see the pointer over the element: in a frame,
+	// proof that the browser routes the pointer there (it may not yet,
+	// just after the frame moved).
+	Hover bool `json:"hover,omitempty"`
 }
 
 type offset struct {
@@ -319,13 +331,20 @@ func (s *session) locateThen(ctx context.Context, t target, mode, then string, a
 // hit it. It returns the element located at its point, mouse there.
 func (s *session) pointAt(ctx context.Context, t target, off *offset) (*located, error) {
 	return s.locateWith(ctx, t, modePoint, off, func(loc *located) (*located, error) {
+		// In a frame, the point is in the frame's viewport; the pointer
+		// moves in the page's.
+		ox, oy, err := s.frameOffset(ctx)
+		if err != nil {
+			return nil, err
+		}
 		// The move and the check go out together: the browser holds the
 		// move for the next frame, and the check waits for that frame too.
 		moved := make(chan error, 1)
-		go func() { moved <- s.moveMouse(ctx, loc.X, loc.Y, 0) }()
+		go func() { moved <- s.moveMouse(ctx, loc.X+ox, loc.Y+oy, 0) }()
 		var v located
-		spec := locateSpec{Mode: modeVerify, Reuse: loc.Used, Box: loc.Box, Point: &offset{X: loc.X, Y: loc.Y}, Frame: loc.Frame}
-		err := s.callLocator(ctx, &v, spec)
+		spec := locateSpec{Mode: modeVerify, Reuse: loc.Used, Box: loc.Box, Point: &offset{X: loc.X, Y: loc.Y}, Frame: loc.Frame,
+			Hover: s.iframes.cur != nil}
+		err = s.callLocator(ctx, &v, spec)
 		if merr := <-moved; merr != nil {
 			return nil, merr
 		}
@@ -333,6 +352,7 @@ func (s *session) pointAt(ctx context.Context, t target, off *offset) (*located,
 			return nil, err
 		}
 		v.Count, v.Visible = loc.Count, true
+		v.X, v.Y = v.X+ox, v.Y+oy
 		return &v, nil
 	})
 }
@@ -368,6 +388,13 @@ func (s *session) locateWith(ctx context.Context, t target, mode string, off *of
 	if t.empty() {
 		return nil, errors.New("action has no usable selector")
 	}
+	if s.iframes.searching() {
+		// Recorded in a frame we cannot name: look in every frame.
+		inner := call
+		call = func(res *located, spec locateSpec) error {
+			return s.searchFrames(ctx, res, func() error { return inner(res, spec) })
+		}
+	}
 	spec := locateSpec{target: t, Mode: mode, Offset: off}
 	var last *located
 	var lastErr error
@@ -379,6 +406,9 @@ func (s *session) locateWith(ctx context.Context, t target, mode string, off *of
 		}
 		res := &located{}
 		err := call(res, spec)
+		if err == nil {
+			s.noteLocate(t, res)
+		}
 		if err == nil && res.State == "ok" && check != nil {
 			res, err = check(res)
 		}
@@ -396,13 +426,23 @@ func (s *session) locateWith(ctx context.Context, t target, mode string, off *of
 	if err := s.crashErr(); err != nil {
 		return nil, err
 	}
+	var missing *frameMissingError
 	switch {
+	case last == nil && errors.As(lastErr, &missing):
+		return nil, missing
 	case last != nil && last.State == "notready":
 		return last, &notReadyError{reason: last.Reason, desc: last.Desc}
+	case last != nil && last.XPathShadow:
+		return nil, fmt.Errorf("%w: %s (XPath does not search inside shadow roots)", errNotFound, t.describe())
 	case last != nil:
 		return nil, fmt.Errorf("%w: %s", errNotFound, t.describe())
 	case lastErr != nil:
 		return nil, fmt.Errorf("locate %s: %w", t.describe(), lastErr)
+	}
+	if f := &s.iframes; f.ref != nil && f.cur == nil && !f.main && !f.searching() {
+		// No call got through (a loaded machine): the frame was not
+		// reached either.
+		return nil, &frameMissingError{desc: describeFrameRef(f.ref)}
 	}
 	return nil, fmt.Errorf("%w: %s", errNotFound, t.describe())
 }

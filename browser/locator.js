@@ -3,7 +3,9 @@
 // acted on: mode "locate" finds only; "ready" also requires it visible and
 // enabled and scrolls it into view; "point" also picks the point to click
 // and hit-tests it; "verify" re-checks the remembered element after the
-// pointer moved (same box, point still hits it). It has no effect on the
+// pointer moved (same box, point still hits it). CSS, id, attribute and
+// text strategies also search open shadow roots at any depth (closed ones
+// are out of reach); XPath searches the light DOM only. It has no effect on the
 // page beyond scrolling the element into view and remembering the element
 // under a private symbol for the action that follows.
 (async function (spec) {
@@ -11,7 +13,30 @@
   const norm = (s) => String(s == null ? '' : s).replace(/\s+/g, ' ').trim();
   const rawText = (el) => norm(el.textContent);
   const cssAttr = (v) => '"' + String(v).replace(/\\/g, '\\\\').replace(/"/g, '\\"') + '"';
-  const all = (sel, root) => Array.from((root || document).querySelectorAll(sel));
+  // Open shadow roots of the document at any depth, found once per call.
+  let roots = null;
+  const shadowRoots = () => {
+    if (roots) return roots;
+    roots = [];
+    const walk = (root) => {
+      for (const el of root.querySelectorAll('*')) {
+        if (el.shadowRoot) { roots.push(el.shadowRoot); walk(el.shadowRoot); }
+      }
+    };
+    walk(document);
+    return roots;
+  };
+  // Matches of sel in the document, then in each open shadow root (where
+  // shadowSel, when given, replaces a selector that names the document's
+  // own structure, such as 'body *').
+  const all = (sel, shadowSel) => {
+    const out = Array.from(document.querySelectorAll(sel));
+    for (const r of shadowRoots()) out.push(...r.querySelectorAll(shadowSel || sel));
+    return out;
+  };
+  // The parent of a node across shadow boundaries (a shadow root's host).
+  const up = (n) => n.parentElement || (n.parentNode && n.parentNode.host) || null;
+  const composedContains = (a, b) => { for (let n = b; n; n = n.parentNode || n.host) if (n === a) return true; return false; };
   const isVisible = (el) => {
     if (!el.isConnected) return false;
     const st = getComputedStyle(el);
@@ -23,12 +48,12 @@
   // Deepest elements whose text satisfies pred (an ancestor holding only
   // that text would match too; the innermost is the one recorded).
   const byText = (pred, candidates) => {
-    const els = (candidates || all('body *')).filter((el) => {
+    const els = (candidates || all('body *', '*')).filter((el) => {
       const t = el.tagName;
       return t !== 'SCRIPT' && t !== 'STYLE' && t !== 'NOSCRIPT' && t !== 'TEMPLATE' && pred(rawText(el));
     });
     const hasInner = new Set();
-    for (const el of els) for (let p = el.parentElement; p && !hasInner.has(p); p = p.parentElement) hasInner.add(p);
+    for (const el of els) for (let p = up(el); p && !hasInner.has(p); p = up(p)) hasInner.add(p);
     return els.filter((el) => !hasInner.has(el));
   };
   const xpath = (expr) => {
@@ -53,7 +78,7 @@
       else classes = s.split(/[\s.]+/);
     }
     classes = classes.map((c) => String(c).replace(/^\./, '')).filter(Boolean);
-    for (let n = el; n && n.nodeType === 1; n = n.parentElement) {
+    for (let n = el; n && n.nodeType === 1; n = up(n)) {
       const tagOK = !tag || n.tagName.toLowerCase() === String(tag).toLowerCase();
       const clsOK = classes.every((c) => n.classList.contains(c));
       if (tagOK && clsOK) return true;
@@ -62,7 +87,7 @@
   };
   const position = (v) => {
     if (!v || typeof v !== 'object' || !v.parent) return [];
-    const parent = document.querySelector(v.parent);
+    const parent = all(v.parent)[0];
     if (!parent) return [];
     const child = parent.children[Number(v.index) || 0];
     return child ? [child] : [];
@@ -106,20 +131,28 @@
     return els.find(isVisible) || els[0];
   };
 
-  let el = null, used = '', count = 0, tried = [];
+  // counts[i] is how many elements strategy i matched (-1: it threw),
+  // for the strategies tried; index is the one that matched.
+  let el = null, used = '', count = 0, tried = [], counts = [], index = -1, xpathShadow = false;
   if (spec.reuse) {
     el = window[KEY];
     if (!el || !el.isConnected) return { state: 'notfound', reason: 'element is no longer attached' };
     used = spec.reuse;
   } else {
-    for (const s of spec.strategies) {
+    for (const [i, s] of spec.strategies.entries()) {
       let els;
-      try { els = find(s); } catch (e) { tried.push(s.label + ' (invalid: ' + (e && e.message || e) + ')'); continue; }
+      try { els = find(s); } catch (e) { counts.push(-1); tried.push(s.label + ' (invalid: ' + (e && e.message || e) + ')'); continue; }
+      counts.push(els.length);
       const got = pick(s, els);
-      if (got) { el = got; used = s.label; count = els.length; break; }
-      tried.push(els.length > 1 ? s.label + ' (' + els.length + ' matches)' : s.label);
+      if (got) { el = got; used = s.label; count = els.length; index = i; break; }
+      if (els.length === 0 && s.kind === 'xpath' && shadowRoots().length > 0) {
+        xpathShadow = true;
+        tried.push(s.label + ' (no match; XPath does not search shadow roots)');
+      } else {
+        tried.push(s.label + (els.length > 1 ? ' (' + els.length + ' matches, needs exactly one)' : ' (no match)'));
+      }
     }
-    if (!el) return { state: 'notfound', tried };
+    if (!el) return { state: 'notfound', tried, counts, index, xpathShadow };
     window[KEY] = el;
   }
   const describe = (n) => {
@@ -129,7 +162,7 @@
     if (typeof n.className === 'string' && n.className.trim()) d += '.' + n.className.trim().split(/\s+/).join('.');
     return d;
   };
-  const out = { state: 'ok', used, count, tag: el.tagName.toLowerCase(), desc: describe(el) };
+  const out = { state: 'ok', used, count, tried, counts, index, tag: el.tagName.toLowerCase(), desc: describe(el) };
   if (spec.mode === 'locate') { out.visible = isVisible(el); return out; }
 
   if (!isVisible(el)) return Object.assign(out, { state: 'notready', reason: 'element is not visible' });
@@ -154,6 +187,12 @@
     if (r2.x !== b.x || r2.y !== b.y || r2.width !== b.width || r2.height !== b.height) {
       return Object.assign(out, { state: 'notready', reason: 'element is not stable (moving)' });
     }
+    if (spec.hover) {
+      for (let i = 0; i < 3 && !el.matches(':hover'); i++) {
+        await new Promise((res) => { requestAnimationFrame(() => res()); setTimeout(res, 100); });
+      }
+      if (!el.matches(':hover')) return Object.assign(out, { state: 'notready', reason: 'the pointer does not reach the element in its frame' });
+    }
   } else if (!inView(r2)) {
     el.scrollIntoView({ block: 'center', inline: 'center', behavior: 'instant' });
     r2 = el.getBoundingClientRect();
@@ -164,13 +203,24 @@
 
   // Point to act at: the recorded offset inside the box, else the centre;
   // if something else is on top there, try the centre; covered is not ready.
+  // The element at a point, looking into open shadow roots (the document
+  // retargets a hit inside one to its host).
+  const deepHit = (x, y) => {
+    let h = document.elementFromPoint(x, y);
+    while (h && h.shadowRoot) {
+      const inner = h.shadowRoot.elementFromPoint(x, y);
+      if (!inner || inner === h) break;
+      h = inner;
+    }
+    return h;
+  };
   const hits = (x, y) => {
-    const h = document.elementFromPoint(x, y);
+    const h = deepHit(x, y);
     if (!h) return false;
-    if (h === el || el.contains(h)) return true;
+    if (composedContains(el, h)) return true;
     if (h.tagName === 'LABEL' && h.control === el) return true;
-    // Elements in an open shadow root are retargeted to their host.
-    return h.shadowRoot ? h.shadowRoot.contains(el) : false;
+    const top = document.elementFromPoint(x, y);
+    return !!top && (top === el || el.contains(top));
   };
   const cx = r2.left + r2.width / 2, cy = r2.top + r2.height / 2;
   const cands = [];
@@ -183,6 +233,6 @@
     if (x < 0 || y < 0 || x >= innerWidth || y >= innerHeight) continue;
     if (hits(x, y)) return Object.assign(out, { x, y });
   }
-  const top = document.elementFromPoint(cx, cy);
+  const top = deepHit(cx, cy);
   return Object.assign(out, { state: 'notready', reason: 'element is covered by ' + describe(top) });
 })

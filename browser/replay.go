@@ -197,6 +197,7 @@ func (r *replay) record(ar ActionResult) {
 func (r *replay) finish(res *Result) {
 	res.CompletedAt = r.clock.Now()
 	res.DurationMs = res.CompletedAt.Sub(res.StartedAt).Milliseconds()
+	res.SelectorHealth = summarizeHealth(res.Actions)
 	if res.Status == "" {
 		res.Status = RunFailed
 	}
@@ -262,13 +263,21 @@ func (r *replay) runAction(ctx context.Context, i int, a *recording.Action) Acti
 	}
 	actx, cancel := context.WithTimeout(ctx, r.opts.Timeout)
 	run := &actionRun{}
+	if a.Type != recording.TypeNavigation {
+		// Navigations are the page's; everything else acts in the frame
+		// the action was recorded in.
+		frame := a.Frame()
+		r.s.useFrame(&frame)
+	}
 	err := r.execute(actx, a, run)
+	r.s.useFrame(nil)
 	timedOut := actx.Err() != nil && ctx.Err() == nil
 	cancel()
 	out.CompletedAt = r.clock.Now()
 	out.DurationMs = out.CompletedAt.Sub(out.StartedAt).Milliseconds()
 	out.SelectorUsed = run.selectorUsed
 	out.Warnings = run.warnings
+	out.SelectorHealth = r.s.takeHealth()
 
 	var se *skipError
 	var cf *checkFailure

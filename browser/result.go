@@ -59,6 +59,9 @@ type ActionResult struct {
 	Warnings []string `json:"warnings"`
 	// ScreenshotPath is the screenshot taken after the action, if any.
 	ScreenshotPath string `json:"screenshotPath"`
+	// SelectorHealth says how the element was found (nil when the action
+	// located none).
+	SelectorHealth *SelectorHealth `json:"selectorHealth,omitempty"`
 }
 
 // MarshalJSON writes empty selectorUsed, error, reason and screenshotPath
@@ -112,6 +115,8 @@ type Result struct {
 	Assertions  Assertions     `json:"assertions"`
 	Actions     []ActionResult `json:"actions"`
 	Screenshots []string       `json:"screenshots"`
+	// SelectorHealth summarises the actions' SelectorHealth.
+	SelectorHealth HealthSummary `json:"selectorHealth"`
 	// Video is the path of the run's video, empty when none was made.
 	Video string `json:"video"`
 	// VideoError says why a requested video was not made.

@@ -40,6 +40,12 @@ type session struct {
 	nav navState
 
 	frameSink // screencast frames for a video, when one is recorded
+
+	iframes frameState // iframes, and the current action's (frames.go)
+
+	// health is the selector health of the current action's latest
+	// location (replay goroutine only).
+	health *SelectorHealth
 }
 
 // navState counts main-frame loading events, so that waits can ask "has a
@@ -105,6 +111,9 @@ func (b *Browser) newSession(ctx context.Context) (*session, error) {
 	if _, err := (proto.PageAddScriptToEvaluateOnNewDocument{Source: installLocatorJS()}).Call(c); err != nil {
 		return nil, fmt.Errorf("%w: set up page: %s", errCrashed, cdpMessage(err))
 	}
+	if err := autoAttachFrames(c); err != nil {
+		return nil, fmt.Errorf("%w: set up page: %s", errCrashed, cdpMessage(err))
+	}
 	ok = true
 	return s, nil
 }
@@ -123,6 +132,7 @@ func (s *session) dispose() {
 	if s.stop != nil {
 		s.stop(errors.New("session closed"))
 		<-s.done
+		s.iframes.wg.Wait()
 	}
 	if s.targetID != "" {
 		s.b.rod.RemoveState(s.targetID)
@@ -142,6 +152,9 @@ func (s *session) track(events <-chan *rod.Message) {
 			if msg.Load(&crashed) && crashed.TargetID == s.targetID {
 				s.crash(fmt.Sprintf("renderer crashed (%s)", crashed.Status))
 			}
+			continue
+		}
+		if s.frameEvent(msg, sid) {
 			continue
 		}
 		if msg.SessionID != sid || sid == "" {
@@ -329,20 +342,12 @@ func (s *session) evalFunc(ctx context.Context, fn string, out any, args ...any)
 	return s.evalExpr(ctx, b.String(), out)
 }
 
+// evalExpr evaluates expr where the current action works (its frame, or
+// the main frame) and decodes the result into out (which may be nil).
 func (s *session) evalExpr(ctx context.Context, expr string, out any) error {
-	cctx, cancel := s.callCtx(ctx)
-	defer cancel()
-	res, err := proto.RuntimeEvaluate{
-		Expression:    expr,
-		ReturnByValue: true,
-		AwaitPromise:  true,
-		UserGesture:   true,
-	}.Call(s.client(cctx))
+	res, err := s.evalCurrent(ctx, expr, true)
 	if err != nil {
-		return s.callError(ctx, err)
-	}
-	if res.ExceptionDetails != nil {
-		return errors.New(exceptionText(res.ExceptionDetails))
+		return err
 	}
 	if out == nil || res.Result == nil {
 		return nil
@@ -356,13 +361,11 @@ func (s *session) evalExpr(ctx context.Context, expr string, out any) error {
 // elementObject returns a remote reference to the element the locator
 // remembered, for calls that need one (DOM.setFileInputFiles).
 func (s *session) elementObject(ctx context.Context) (proto.RuntimeRemoteObjectID, error) {
-	cctx, cancel := s.callCtx(ctx)
-	defer cancel()
-	res, err := proto.RuntimeEvaluate{Expression: "window[Symbol.for('saveaction.element')]"}.Call(s.client(cctx))
+	res, err := s.evalCurrent(ctx, "window[Symbol.for('saveaction.element')]", false)
 	if err != nil {
-		return "", s.callError(ctx, err)
+		return "", err
 	}
-	if res.ExceptionDetails != nil || res.Result == nil || res.Result.ObjectID == "" {
+	if res.Result == nil || res.Result.ObjectID == "" {
 		return "", errors.New("element is no longer attached")
 	}
 	return res.Result.ObjectID, nil

@@ -305,13 +305,37 @@ func openAPISchemas() obj {
 			"workerNode": nullable("string", ""), "triggeredBy": enumOf("", triggers()...), "ciMetadata": obj{"type": []string{"object", "null"}},
 			"retryOf": nullable("string", ""), "cancelRequestedAt": nt(""), "videoUrl": nullable("string", ""),
 			"screenshots": strs, "createdAt": t(""), "updatedAt": t(""),
+			"selectorHealth": obj{"description": "GET /runs/{id} only: the actions' selector health summed up",
+				"$ref": "#/components/schemas/SelectorHealthSummary"},
+		}),
+		"SelectorHealth": obj{"type": []string{"object", "null"}, "description": "how the worker found the action's element; null when it located none",
+			"properties": obj{
+				"primary":   str("the strategy tried first (the recording's first choice), labelled as selectorUsed"),
+				"strategy":  str("the strategy that matched; empty when none did"),
+				"position":  obj{"type": "integer", "description": "0-based priority position of strategy (0: the primary); -1 when none matched"},
+				"matches":   obj{"type": "integer", "description": "elements strategy matched"},
+				"failed":    obj{"type": "array", "items": obj{"type": "string"}, "description": "strategies tried first, each with why it failed"},
+				"stale":     obj{"type": "boolean", "description": "the primary selector no longer matches any element"},
+				"ambiguous": obj{"type": "boolean", "description": "the primary selector matches more than one element"},
+			}},
+		"SelectorHealthNote": object(nil, obj{
+			"actionId": str(""), "index": obj{"type": "integer", "description": "0-based action index"},
+			"primary": str("the stale or ambiguous primary strategy"), "strategy": str("what matched instead; empty when nothing did"),
+		}),
+		"SelectorHealthSummary": object(nil, obj{
+			"located":   obj{"type": "integer", "description": "actions that looked for an element"},
+			"primary":   obj{"type": "integer", "description": "found by their primary selector"},
+			"fallback":  obj{"type": "integer", "description": "found by a later strategy"},
+			"notFound":  obj{"type": "integer", "description": "not found"},
+			"stale":     obj{"type": "array", "items": ref("SelectorHealthNote")},
+			"ambiguous": obj{"type": "array", "items": ref("SelectorHealthNote")},
 		}),
 		"RunAction": object(nil, obj{
 			"actionId": str(""), "actionType": str(""), "actionIndex": intT,
 			"status":    enumOf("", persistence.ActionPending, persistence.ActionSuccess, persistence.ActionFailed, persistence.ActionTimeout, persistence.ActionSkipped),
 			"startedAt": nt(""), "completedAt": nt(""), "durationMs": nullable("integer", ""),
 			"selectorUsed": nullable("string", ""), "errorMessage": nullable("string", ""), "reason": nullable("string", "why it was skipped"),
-			"warnings": strs, "screenshotUrl": nullable("string", ""),
+			"warnings": strs, "screenshotUrl": nullable("string", ""), "selectorHealth": ref("SelectorHealth"),
 		}),
 	}
 }

@@ -103,7 +103,13 @@ func (s *server) getRun(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	return respond(c, fiber.StatusOK, newRunView(run))
+	rows, err := persistence.ListRunActions(c.UserContext(), s.db, id)
+	if err != nil {
+		return err
+	}
+	v := newRunView(run)
+	v.SelectorHealth = newHealthSummary(rows)
+	return respond(c, fiber.StatusOK, v)
 }
 
 // listRuns answers GET /api/v1/runs.

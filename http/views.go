@@ -38,6 +38,8 @@ type runView struct {
 	Screenshots       []string        `json:"screenshots"`
 	CreatedAt         string          `json:"createdAt"`
 	UpdatedAt         string          `json:"updatedAt"`
+	// SelectorHealth is set by GET /runs/:id only (it reads the actions).
+	SelectorHealth *healthSummaryView `json:"selectorHealth,omitempty"`
 }
 
 func newRunView(r *persistence.Run) runView {
@@ -127,6 +129,9 @@ type actionView struct {
 	Reason        *string  `json:"reason"`
 	Warnings      []string `json:"warnings"`
 	ScreenshotURL *string  `json:"screenshotUrl"`
+	// SelectorHealth is how the worker found the element (null when the
+	// action located none or has not run).
+	SelectorHealth json.RawMessage `json:"selectorHealth"`
 }
 
 func newActionView(a *persistence.RunAction) actionView {
@@ -139,7 +144,86 @@ func newActionView(a *persistence.RunAction) actionView {
 	if v.Warnings == nil {
 		v.Warnings = []string{}
 	}
+	if h := actionHealth(a); h != nil {
+		v.SelectorHealth = h
+	}
 	return v
+}
+
+// actionMetadata is what the worker keeps in a run_actions row's metadata.
+type actionMetadata struct {
+	SelectorHealth json.RawMessage `json:"selectorHealth"`
+}
+
+// actionHealth is the row's selector health as the worker stored it, or
+// nil.
+func actionHealth(a *persistence.RunAction) json.RawMessage {
+	if len(a.Metadata) == 0 {
+		return nil
+	}
+	var m actionMetadata
+	if json.Unmarshal(a.Metadata, &m) != nil || len(m.SelectorHealth) == 0 || string(m.SelectorHealth) == "null" {
+		return nil
+	}
+	return m.SelectorHealth
+}
+
+// healthSummaryView sums up a run's selector health: how many located
+// actions were found by their primary strategy, by a fallback or not at
+// all, and which have a stale (no longer matching) or ambiguous (matching
+// several elements) primary selector.
+type healthSummaryView struct {
+	Located   int              `json:"located"`
+	Primary   int              `json:"primary"`
+	Fallback  int              `json:"fallback"`
+	NotFound  int              `json:"notFound"`
+	Stale     []healthNoteView `json:"stale"`
+	Ambiguous []healthNoteView `json:"ambiguous"`
+}
+
+type healthNoteView struct {
+	ActionID string `json:"actionId"`
+	Index    int    `json:"index"`
+	Primary  string `json:"primary"`
+	Strategy string `json:"strategy"`
+}
+
+// newHealthSummary sums the selector health of a run's action rows.
+func newHealthSummary(rows []persistence.RunAction) *healthSummaryView {
+	sum := &healthSummaryView{Stale: []healthNoteView{}, Ambiguous: []healthNoteView{}}
+	for i := range rows {
+		raw := actionHealth(&rows[i])
+		if raw == nil {
+			continue
+		}
+		var h struct {
+			Primary   string `json:"primary"`
+			Strategy  string `json:"strategy"`
+			Position  int    `json:"position"`
+			Stale     bool   `json:"stale"`
+			Ambiguous bool   `json:"ambiguous"`
+		}
+		if json.Unmarshal(raw, &h) != nil {
+			continue
+		}
+		sum.Located++
+		switch {
+		case h.Position == 0:
+			sum.Primary++
+		case h.Position > 0:
+			sum.Fallback++
+		default:
+			sum.NotFound++
+		}
+		note := healthNoteView{ActionID: rows[i].ActionID, Index: rows[i].ActionIndex, Primary: h.Primary, Strategy: h.Strategy}
+		if h.Stale {
+			sum.Stale = append(sum.Stale, note)
+		}
+		if h.Ambiguous {
+			sum.Ambiguous = append(sum.Ambiguous, note)
+		}
+	}
+	return sum
 }
 
 // recordingView is a recording as the API shows it; Data only on GET of one.

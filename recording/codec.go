@@ -53,7 +53,7 @@ func (act *Action) UnmarshalJSON(data []byte) error {
 		return fmt.Errorf("decode action: %w", err)
 	}
 	a.Extra = extra
-	for _, raw := range []*json.RawMessage{&a.Context, &a.Element, &a.ModalElement} {
+	for _, raw := range []*json.RawMessage{&a.Context, &a.Element, &a.ModalElement, &a.FrameID, &a.FrameSelector} {
 		if *raw, err = compactRaw(*raw); err != nil {
 			return fmt.Errorf("decode action: %w", err)
 		}

@@ -397,6 +397,7 @@ func (c *checker) action(obj map[string]any, path string) {
 	c.num(obj, path, "completedAt", false)
 	c.boolean(obj, path, "isOptional")
 	c.boolean(obj, path, "skipIfNotFound")
+	c.frame(obj, path)
 
 	hasSelector := false
 	if sel, ok := c.object(obj, path, "selector", false); ok {

@@ -82,6 +82,16 @@ type Action struct {
 	Selector       *Selector       `json:"selector,omitempty"`
 	Selectors      []SelectorEntry `json:"selectors,omitempty"`
 
+	// The frame the element is in, for actions recorded inside an iframe
+	// (absent: the page's main frame). FrameSelector is a CSS selector of
+	// the iframe element in its parent document, or an array of them for
+	// nested frames, outermost first; FrameURL the frame's document URL;
+	// FrameID the recorder's own frame id (a string or a number, 0 or "0"
+	// meaning the main frame). See Action.Frame.
+	FrameID       json.RawMessage `json:"frameId,omitempty"`
+	FrameURL      string          `json:"frameUrl,omitempty"`
+	FrameSelector json.RawMessage `json:"frameSelector,omitempty"`
+
 	// click
 	TagName               string   `json:"tagName,omitempty"`
 	Text                  string   `json:"text,omitempty"`

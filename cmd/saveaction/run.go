@@ -232,6 +232,7 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			res = b.Replay(ctx, l.rec, f.options(l, i), &progress{w: stderr, total: len(l.rec.Actions)})
 		}
 		printSummary(stderr, l.rec, res)
+		printStale(stderr, res)
 		if f.json {
 			if err := writeJSON(stdout, res); err != nil {
 				fmt.Fprintln(stderr, "saveaction run: write JSON:", err)
@@ -339,6 +340,20 @@ func printSummary(w io.Writer, rec *recording.Recording, res *browser.Result) {
 	}
 	if res.VideoError != "" {
 		fmt.Fprintf(w, "  %s\n", res.VideoError)
+	}
+}
+
+// printStale warns, one line each, of the actions whose recorded primary
+// selector no longer matches: they passed through a fallback (or failed),
+// and will break when the fallback goes too.
+func printStale(w io.Writer, res *browser.Result) {
+	for _, n := range res.SelectorHealth.Stale {
+		instead := "no other strategy matched either"
+		if n.Strategy != "" {
+			instead = "matched by " + n.Strategy + " instead"
+		}
+		fmt.Fprintf(w, "warning: stale selector: %s (action %d): primary %s no longer matches; %s\n",
+			n.ActionID, n.Index+1, n.Primary, instead)
 	}
 }
 

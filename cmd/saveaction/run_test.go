@@ -109,6 +109,57 @@ func TestRunPassesWithJSONAndVariables(t *testing.T) {
 	}
 }
 
+// A recording whose primary selector went stale still passes through its
+// fallback; --json carries the health report and stderr warns once per
+// stale selector.
+func TestRunWarnsOfStaleSelectors(t *testing.T) {
+	needChrome(t)
+	url := runTestServer(t)
+	dir := t.TempDir()
+	staleClick := `"type":"click","selector":{"id":"go-old","css":"#go","priority":["id","css"]}`
+	staleInput := `"type":"input","selector":{"id":"name-old","name":"name","priority":["id","name"]},"value":"Ada"`
+	path := writeRecording(t, dir, "stale", url, staleInput, staleClick, checkOut)
+	code, out, errOut := runIt(t, context.Background(), "--json", path, "--no-timing")
+	if code != exitPassed {
+		t.Fatalf("exit %d\n%s\n%s", code, out, errOut)
+	}
+	var res struct {
+		SelectorHealth struct {
+			Located, Primary, Fallback int
+			Stale                      []struct{ ActionID, Primary, Strategy string }
+		} `json:"selectorHealth"`
+		Actions []struct {
+			SelectorHealth *struct {
+				Strategy string
+				Position int
+				Failed   []string
+				Stale    bool
+			} `json:"selectorHealth"`
+		} `json:"actions"`
+	}
+	if err := json.Unmarshal([]byte(out), &res); err != nil {
+		t.Fatalf("stdout: %v\n%s", err, out)
+	}
+	h := res.SelectorHealth
+	if h.Located != 3 || h.Primary != 1 || h.Fallback != 2 || len(h.Stale) != 2 || h.Stale[1].ActionID != "act_002" ||
+		h.Stale[1].Primary != "id" || h.Stale[1].Strategy != "css" {
+		t.Errorf("selectorHealth %+v", h)
+	}
+	if a := res.Actions[0].SelectorHealth; a == nil || a.Strategy != "name" || a.Position != 1 || !a.Stale ||
+		len(a.Failed) != 1 || a.Failed[0] != "id (no match)" {
+		t.Errorf("first action health %+v", a)
+	}
+	lines := 0
+	for _, l := range strings.Split(errOut, "\n") {
+		if strings.HasPrefix(l, "warning: stale selector: ") {
+			lines++
+		}
+	}
+	if lines != 2 || !strings.Contains(errOut, "warning: stale selector: act_002 (action 2): primary id no longer matches; matched by css instead") {
+		t.Errorf("stderr:\n%s", errOut)
+	}
+}
+
 func TestRunFailsWithJUnitAndScreenshots(t *testing.T) {
 	needChrome(t)
 	url := runTestServer(t)
