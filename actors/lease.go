@@ -84,7 +84,8 @@ func (k *leaseKeeper) run(ctx context.Context) {
 			}()
 		}
 		sent := k.clock.Now()
-		rctx, cancel := context.WithTimeout(ctx, min(every, deadline.Sub(sent)))
+		// A slow renewal that lands before the deadline still counts.
+		rctx, cancel := context.WithTimeout(ctx, deadline.Sub(sent))
 		lease, err := k.renewRow(rctx)
 		cancel()
 		switch {

@@ -428,7 +428,7 @@ func TestAbandonedRunIsReclaimedAsNextAttempt(t *testing.T) {
 	e := newEnv(t)
 	id := e.createRun(e.recording(4, 10), "instant", nil)
 	e.abandon(id, 1)
-	e.startWorker(workerOpts{concurrency: 1, lease: 600 * time.Millisecond})
+	e.startWorker(workerOpts{concurrency: 1, lease: 2 * time.Second}) // sub-second leases stop runs on a loaded machine
 	run := e.waitRun(id, 60*time.Second)
 	if run.Status != persistence.StatusPassed || run.Attempt != 2 {
 		t.Fatalf("reclaimed run = %s attempt %d, want passed as attempt 2", run.Status, run.Attempt)
@@ -443,7 +443,7 @@ func TestRunFailsAsWorkerLostAfterMaxDeliveries(t *testing.T) {
 	e := newEnv(t)
 	id := e.createRun(e.recording(2, 10), "instant", nil)
 	e.abandon(id, 3)
-	e.startWorker(workerOpts{concurrency: 1, lease: 600 * time.Millisecond})
+	e.startWorker(workerOpts{concurrency: 1, lease: 2 * time.Second}) // sub-second leases stop runs on a loaded machine
 	run := e.waitRun(id, 30*time.Second)
 	if run.Status != persistence.StatusFailed || run.ErrorMessage == nil || !contains(*run.ErrorMessage, "worker lost") {
 		t.Fatalf("run = %s (%v), want failed with worker lost", run.Status, run.ErrorMessage)
@@ -464,7 +464,7 @@ func TestRunFailsAsWorkerLostAfterMaxDeliveries(t *testing.T) {
 func TestNoRunLostWhenRedisForgetsTheStream(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	e.startWorker(workerOpts{concurrency: 2, lease: time.Second})
+	e.startWorker(workerOpts{concurrency: 2, lease: 2 * time.Second})
 	rec := &actors.Reconciler{Runs: e.runs, Queue: e.q, Redis: e.rdb, LockKey: e.prefix + "reconciler:lock", Owner: "t",
 		Lease: time.Second, Interval: 300 * time.Millisecond, Log: e.log}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -497,7 +497,7 @@ func TestNoRunLostWhenRedisForgetsTheStream(t *testing.T) {
 func TestMissedCancelMessageIsCaughtAtLeaseRenewal(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	e.startWorker(workerOpts{concurrency: 1, lease: 900 * time.Millisecond})
+	e.startWorker(workerOpts{concurrency: 1, lease: 2 * time.Second})
 	id := e.createRun(e.recording(10, 1000), "realistic", nil)
 	e.waitEvent(30*time.Second, "first action", func(ev actors.Event) bool {
 		return ev.Kind == "action" && ev.RunID == id.String()
