@@ -40,6 +40,8 @@ type session struct {
 	nav navState
 
 	frameSink // screencast frames for a video, when one is recorded
+
+	guard *guard // the browser's Policy for this session
 }
 
 // navState counts main-frame loading events, so that waits can ask "has a
@@ -58,11 +60,16 @@ type navState struct {
 // newSession creates an isolated browser context with one blank page and
 // starts following its events. ctx bounds the set-up calls only.
 func (b *Browser) newSession(ctx context.Context) (*session, error) {
-	bc, err := proto.TargetCreateBrowserContext{}.Call(b.target(ctx))
+	g, err := newGuard(b.policy)
 	if err != nil {
+		return nil, err
+	}
+	bc, err := g.contextParams().Call(b.target(ctx))
+	if err != nil {
+		g.close()
 		return nil, fmt.Errorf("%w: create browser context: %s", errCrashed, cdpMessage(err))
 	}
-	s := &session{b: b, contextID: bc.BrowserContextID, done: make(chan struct{})}
+	s := &session{b: b, contextID: bc.BrowserContextID, done: make(chan struct{}), guard: g}
 	s.nav.changed = make(chan struct{})
 	ok := false
 	defer func() {
@@ -105,6 +112,9 @@ func (b *Browser) newSession(ctx context.Context) (*session, error) {
 	if _, err := (proto.PageAddScriptToEvaluateOnNewDocument{Source: installLocatorJS()}).Call(c); err != nil {
 		return nil, fmt.Errorf("%w: set up page: %s", errCrashed, cdpMessage(err))
 	}
+	if err := g.setUp(ctx, s); err != nil {
+		return nil, fmt.Errorf("%w: %s", errCrashed, plain(err.Error()))
+	}
 	ok = true
 	return s, nil
 }
@@ -127,6 +137,7 @@ func (s *session) dispose() {
 	if s.targetID != "" {
 		s.b.rod.RemoveState(s.targetID)
 	}
+	s.guard.close()
 }
 
 // track follows the browser's events for this page until the session stops
@@ -142,6 +153,9 @@ func (s *session) track(events <-chan *rod.Message) {
 			if msg.Load(&crashed) && crashed.TargetID == s.targetID {
 				s.crash(fmt.Sprintf("renderer crashed (%s)", crashed.Status))
 			}
+			continue
+		}
+		if s.guard != nil && s.guard.event(s, sid, msg) {
 			continue
 		}
 		if msg.SessionID != sid || sid == "" {
