@@ -22,6 +22,7 @@ import (
 	"github.com/saveaction/runner/actors"
 	"github.com/saveaction/runner/browser"
 	api "github.com/saveaction/runner/http"
+	"github.com/saveaction/runner/netguard"
 	"github.com/saveaction/runner/persistence"
 	"github.com/saveaction/runner/queue"
 )
@@ -144,9 +145,15 @@ func startWorker(ctx context.Context, b *backends, sys *actor.ActorSystem, reg *
 		b.log.Info("swept browsers left by a dead worker", "killed", rep.Killed, "profiles", rep.Profiles)
 	}
 	m := actors.NewMetrics(reg)
+	policy := runPolicy(ctx, cfg, sys.Address(), serveMetrics, b.log, netguard.NewMetrics(reg))
+	b.log.Info("run policy", "blockedNetworks", fmt.Sprint(policy.Network.BlockedNetworks),
+		"blockedEndpoints", fmt.Sprint(policy.Network.BlockedEndpoints), "allowedHosts", fmt.Sprint(policy.Network.AllowedHosts))
+	if why := browser.NoSandboxReason(); why != "" {
+		b.log.Warn("Chromium runs WITHOUT its sandbox", "reason", why)
+	}
 	pool := actors.NewPool(actors.PoolConfig{
 		Launch: func(ctx context.Context) (*browser.Browser, error) {
-			return browser.Launch(ctx, browser.LaunchOptions{Bin: bin, Headless: true})
+			return browser.Launch(ctx, browser.LaunchOptions{Bin: bin, Headless: true, Policy: policy, Logger: b.log})
 		},
 		MaxRuns:     cfg.BrowserMaxRuns,
 		MaxAge:      time.Duration(cfg.BrowserMaxAgeMinutes) * time.Minute,
