@@ -32,7 +32,7 @@ import (
 
 // policyBrowser launches a browser of its own with p, closed at the end of
 // the test.
-func policyBrowser(t *testing.T, p Policy) *Browser {
+func policyBrowser(t testing.TB, p Policy) *Browser {
 	t.Helper()
 	needBrowser(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
@@ -45,7 +45,7 @@ func policyBrowser(t *testing.T, p Policy) *Browser {
 	return b
 }
 
-func replayWith(t *testing.T, b *Browser, rec *recording.Recording, opts Options) *Result {
+func replayWith(t testing.TB, b *Browser, rec *recording.Recording, opts Options) *Result {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
@@ -53,7 +53,7 @@ func replayWith(t *testing.T, b *Browser, rec *recording.Recording, opts Options
 }
 
 // serveOn serves h on a loopback address ("127.0.0.2:0") until the test ends.
-func serveOn(t *testing.T, addr string, h http.Handler) *httptest.Server {
+func serveOn(t testing.TB, addr string, h http.Handler) *httptest.Server {
 	t.Helper()
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
