@@ -87,6 +87,7 @@ type Browser struct {
 	pid     int
 	tempDir string // removed on Close; "" when the caller owns the profile
 	policy  Policy // applied to every session
+	sandbox bool   // Chromium runs with its sandbox
 
 	closeOnce sync.Once
 	closeErr  error
@@ -138,6 +139,7 @@ func Launch(ctx context.Context, o LaunchOptions) (*Browser, error) {
 		// a container's seccomp profile often forbids them. Run without it
 		// rather than not at all, and say so.
 		first := plain(err.Error())
+		noSandbox = true
 		if u, pid, err = start(true); err == nil && o.Logger != nil {
 			o.Logger.Warn("Chromium runs WITHOUT its sandbox: it did not start with it (allow user namespaces, e.g. a seccomp profile that permits clone/unshare, to restore it)", "error", first)
 		}
@@ -149,7 +151,7 @@ func Launch(ctx context.Context, o LaunchOptions) (*Browser, error) {
 		return nil, fmt.Errorf("launch chromium %s: %w", bin, err)
 	}
 
-	b := &Browser{pid: pid, tempDir: tempDir, policy: o.Policy}
+	b := &Browser{pid: pid, tempDir: tempDir, policy: o.Policy, sandbox: !noSandbox}
 	client, err := cdp.StartWithURL(ctx, u, nil)
 	if err != nil {
 		b.kill()
@@ -225,6 +227,9 @@ func startChrome(ctx context.Context, bin, dir string, o LaunchOptions, leakless
 	}
 	return u, l.PID(), nil
 }
+
+// Sandboxed reports whether Chromium runs with its sandbox.
+func (b *Browser) Sandboxed() bool { return b.sandbox }
 
 // PID is the Chromium browser process id.
 func (b *Browser) PID() int { return b.pid }
