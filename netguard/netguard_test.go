@@ -85,6 +85,8 @@ func TestPolicyChecks(t *testing.T) {
 		{"[::1]:5432", RuleEndpoint},
 		{"10.9.9.9:6379", RuleEndpoint},
 		{"10.9.9.9:6380", ""},
+		{"0.0.0.0:3002", RuleNetwork}, // reaches this host whatever the rules for loopback
+		{"[::]:3002", RuleNetwork},
 		{"127.0.0.1:3002", ""}, // loopback stays allowed by default
 		{"192.168.1.10:80", ""},
 		{"10.0.0.1:5432", ""}, // not this host

@@ -178,6 +178,11 @@ func (p *Policy) CheckHost(host, target string) *Blocked {
 // address; target is what the Blocked error names.
 func (p *Policy) CheckAddr(ap netip.AddrPort, target string) *Blocked {
 	a := ap.Addr().Unmap()
+	if a.IsUnspecified() {
+		// Connecting to 0.0.0.0 or :: reaches this host's own services,
+		// round any rule written for loopback; no web page lives there.
+		return &Blocked{Rule: RuleNetwork, Target: target, Reason: "the unspecified address " + a.String() + " is this host"}
+	}
 	for _, n := range p.BlockedNetworks {
 		if n.Contains(a) {
 			return &Blocked{Rule: RuleNetwork, Target: target, Reason: "RUN_BLOCKED_NETWORKS " + n.String()}
