@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"sync"
 
 	"github.com/go-rod/rod"
@@ -111,7 +110,7 @@ func (g *guard) setUp(ctx context.Context, s *session) error {
 		return nil
 	}
 	var patterns []*proto.FetchRequestPattern
-	for _, scheme := range []string{"file", "chrome", "chrome-untrusted", "devtools", "view-source", "chrome-extension", "filesystem"} {
+	for _, scheme := range recording.BlockedSchemes() {
 		patterns = append(patterns, &proto.FetchRequestPattern{URLPattern: scheme + ":*"})
 	}
 	if err := s.do(ctx, proto.FetchEnable{Patterns: patterns}); err != nil {
@@ -131,11 +130,16 @@ func (g *guard) close() {
 	_ = os.RemoveAll(g.dir)
 }
 
-// refuse records a refusal and tells the metric.
+// refuse records a refusal, for the action running, and counts it.
 func (g *guard) refuse(rule, msg string) {
 	g.mu.Lock()
 	g.refusals = append(g.refusals, msg)
 	g.mu.Unlock()
+	g.count(rule)
+}
+
+// count tells the metric of a refusal.
+func (g *guard) count(rule string) {
 	if g.policy.OnBlock != nil {
 		g.policy.OnBlock(rule)
 	}
@@ -169,8 +173,7 @@ func (g *guard) checkNavigation(u string) error {
 		return nil
 	}
 	if err := recording.CheckNavigationURL(u); err != nil {
-		g.refuse(netguard.RuleScheme, err.Error())
-		_ = g.take() // reported by the caller, as its own error
+		g.count(netguard.RuleScheme) // the caller reports it, as its error
 		return &blockedError{msg: err.Error()}
 	}
 	return nil
@@ -188,7 +191,8 @@ func (g *guard) event(s *session, sid proto.TargetSessionID, msg *rod.Message) b
 		if !msg.Load(&e) {
 			return true
 		}
-		reason := fmt.Sprintf("blocked by policy: %s", e.Request.URL)
+		// Only the refused schemes are intercepted (setUp).
+		reason := "blocked by policy: " + e.Request.URL
 		if err := recording.CheckResourceURL(e.Request.URL); err != nil {
 			reason = err.Error()
 		}
@@ -268,9 +272,6 @@ func (g *guard) cancelDownload(s *session, guid string) {
 	delete(g.downloads, guid)
 	g.mu.Unlock()
 }
-
-// DownloadDir is the folder a run's downloads go to (tests).
-func (g *guard) downloadDir() string { return filepath.Clean(g.dir) }
 
 // isBlocked reports whether err is a policy refusal.
 func isBlocked(err error) bool {

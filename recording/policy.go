@@ -11,9 +11,9 @@ import (
 // else that is not the web. `saveaction run` on one's own machine does not
 // apply it unless asked to.
 
-// blockedSchemes are refused everywhere in a service run, for navigations
+// BlockedSchemes are refused everywhere in a service run, for navigations
 // and for anything a page loads.
-func blockedSchemes() []string {
+func BlockedSchemes() []string {
 	return []string{"file", "chrome", "chrome-untrusted", "devtools", "view-source", "chrome-extension", "filesystem", "chrome-search"}
 }
 
@@ -58,7 +58,7 @@ func CheckNavigationURL(u string) error {
 // devtools:, view-source:, chrome-extension: or filesystem:.
 func CheckResourceURL(u string) error {
 	s := URLScheme(u)
-	for _, b := range blockedSchemes() {
+	for _, b := range BlockedSchemes() {
 		if s == b {
 			return &PolicyError{URL: u, Reason: s + ": URLs are not allowed"}
 		}
