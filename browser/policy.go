@@ -60,13 +60,15 @@ type guard struct {
 }
 
 // newGuard starts the proxy (when there is a network policy) and creates
-// the download folder.
-func newGuard(p Policy) (*guard, error) {
+// the download folder in parent ("" means the system's temporary folder).
+// Launch passes the browser's temporary profile, so that the folders of a
+// killed worker go with the sweep of its stale profiles.
+func newGuard(p Policy, parent string) (*guard, error) {
 	g := &guard{policy: p, frames: map[proto.PageFrameID]bool{}, downloads: map[string]int64{}}
 	if g.policy.MaxDownloadBytes <= 0 {
 		g.policy.MaxDownloadBytes = DefaultMaxDownloadBytes
 	}
-	dir, err := os.MkdirTemp("", downloadPrefix)
+	dir, err := os.MkdirTemp(parent, downloadPrefix)
 	if err != nil {
 		return nil, fmt.Errorf("create download folder: %w", err)
 	}

@@ -60,7 +60,7 @@ type navState struct {
 // newSession creates an isolated browser context with one blank page and
 // starts following its events. ctx bounds the set-up calls only.
 func (b *Browser) newSession(ctx context.Context) (*session, error) {
-	g, err := newGuard(b.policy)
+	g, err := newGuard(b.policy, b.tempDir)
 	if err != nil {
 		return nil, err
 	}
