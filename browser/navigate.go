@@ -24,7 +24,7 @@ func (s *session) goTo(ctx context.Context, u string) error {
 		return fmt.Errorf("navigate to %s: %w", u, s.callError(ctx, err))
 	}
 	if res.ErrorText != "" {
-		return fmt.Errorf("navigate to %s: %s", u, res.ErrorText)
+		return fmt.Errorf("navigate to %s: %s", u, s.guard.explain(u, res.ErrorText))
 	}
 	if res.LoaderID == "" {
 		return nil // same-document navigation: nothing loads

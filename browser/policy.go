@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
+	"net/url"
 	"os"
 	"sync"
 
@@ -55,8 +57,46 @@ type guard struct {
 	refusals  []string // messages, in order
 	reported  int      // refusals already handed to an action
 	frames    map[proto.PageFrameID]bool
-	downloads map[string]int64 // guid -> bytes received, of this session's downloads
-	uploads   int              // upload copies made
+	downloads map[string]int64  // guid -> bytes received, of this session's downloads
+	uploads   int               // upload copies made
+	failures  map[string]string // host:port -> why the proxy could not reach it, last few
+}
+
+// maxFailures bounds the upstream failures a guard remembers.
+const maxFailures = 32
+
+// upstreamFailed remembers why the proxy could not reach addr.
+func (g *guard) upstreamFailed(addr string, err error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.failures == nil || len(g.failures) >= maxFailures {
+		g.failures = map[string]string{}
+	}
+	g.failures[addr] = plain(err.Error())
+}
+
+// explain adds to a navigation error of u why the proxy could not reach
+// its server, when it knows: through the proxy, Chromium only says that
+// the proxy answered 502 or refused the tunnel.
+func (g *guard) explain(u, errorText string) string {
+	if g == nil || g.proxy == nil {
+		return errorText
+	}
+	pu, err := url.Parse(u)
+	if err != nil || pu.Host == "" {
+		return errorText
+	}
+	port := pu.Port()
+	if port == "" {
+		port = map[string]string{"http": "80", "https": "443", "ws": "80", "wss": "443"}[pu.Scheme]
+	}
+	g.mu.Lock()
+	why, ok := g.failures[net.JoinHostPort(pu.Hostname(), port)]
+	g.mu.Unlock()
+	if !ok {
+		return errorText
+	}
+	return errorText + " (" + why + ")"
 }
 
 // newGuard starts the proxy (when there is a network policy) and creates
@@ -74,7 +114,10 @@ func newGuard(p Policy, parent string) (*guard, error) {
 	}
 	g.dir = dir
 	if p.Network != nil {
-		x, err := netguard.Listen(p.Network, func(b *netguard.Blocked) { g.refuse(b.Rule, b.Error()) })
+		x, err := netguard.Listen(p.Network, netguard.Hooks{
+			Blocked: func(b *netguard.Blocked) { g.refuse(b.Rule, b.Error()) },
+			Failed:  g.upstreamFailed,
+		})
 		if err != nil {
 			_ = os.RemoveAll(dir)
 			return nil, fmt.Errorf("start network guard: %w", err)

@@ -392,3 +392,21 @@ func TestPolicyDownloadCap(t *testing.T) {
 		t.Errorf("download folder %s still there after the run (%v)", dir, err)
 	}
 }
+
+// Through the proxy Chromium only knows that the proxy answered 502 (or
+// refused the tunnel); the run's message still says why the server could
+// not be reached, as it does without the proxy.
+func TestPolicyUnreachableServerIsExplained(t *testing.T) {
+	t.Parallel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close() // nothing listens there now
+	b := policyBrowser(t, Policy{Service: true, Network: &netguard.Policy{}})
+	for _, scheme := range []string{"http", "https"} {
+		res := replayWith(t, b, newRec(scheme+"://"+addr+"/", containsText("x")), quick())
+		failsWith(t, res, "connection refused")
+	}
+}

@@ -14,7 +14,7 @@ import (
 // the literal address, one more hop on loopback).
 func BenchmarkRequest(b *testing.B) {
 	up := upstreamB(b)
-	x, err := Listen(&Policy{BlockedNetworks: DefaultBlockedNetworks()}, nil)
+	x, err := Listen(&Policy{BlockedNetworks: DefaultBlockedNetworks()}, Hooks{})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -168,7 +168,7 @@ func TestProxy(t *testing.T) {
 		},
 	}
 	var log blockLog
-	x, err := Listen(p, log.add)
+	x, err := Listen(p, Hooks{Blocked: log.add})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -23,13 +23,24 @@ const (
 // response can tell a policy refusal from an upstream error.
 const BlockedHeader = "X-Saveaction-Blocked"
 
+// Hooks are told what the proxy did; either may be nil. They are called
+// from the proxy's goroutines.
+type Hooks struct {
+	// Blocked is called for every refused request.
+	Blocked func(*Blocked)
+	// Failed is called when an allowed upstream could not be reached
+	// (addr is host:port), so that the browser's terse error (the proxy
+	// answered 502) can be explained.
+	Failed func(addr string, err error)
+}
+
 // Proxy is a forward HTTP proxy on a loopback port that lets through only
 // what its Policy allows: plain HTTP requests in absolute form, and CONNECT
-// tunnels (HTTPS, ws and wss). Every refusal is reported to the OnBlock
-// function given to Listen and answered 403.
+// tunnels (HTTPS, ws and wss). Every refusal is reported to the Hooks given
+// to Listen and answered 403.
 type Proxy struct {
 	policy  *Policy
-	onBlock func(*Blocked)
+	hooks   Hooks
 	ln      net.Listener
 	srv     *http.Server
 	rp      *httputil.ReverseProxy
@@ -42,21 +53,21 @@ type Proxy struct {
 	served  chan struct{}  // closed when Serve returns
 }
 
-// Listen starts a proxy on 127.0.0.1 (a free port) enforcing p; onBlock
-// (which may be nil) is called, from the proxy's goroutines, for every
-// refused request.
-func Listen(p *Policy, onBlock func(*Blocked)) (*Proxy, error) {
+// Listen starts a proxy on 127.0.0.1 (a free port) enforcing p.
+func Listen(p *Policy, hooks Hooks) (*Proxy, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, err
 	}
-	x := &Proxy{policy: p, onBlock: onBlock, ln: ln, tunnels: map[net.Conn]struct{}{}, served: make(chan struct{})}
+	x := &Proxy{policy: p, hooks: hooks, ln: ln, tunnels: map[net.Conn]struct{}{}, served: make(chan struct{})}
 	x.tr = &http.Transport{
 		Proxy: nil,
 		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
 			ctx, cancel := context.WithTimeout(ctx, dialTimeout)
 			defer cancel()
-			return p.DialContext(ctx, network, addr, targetOf(ctx, addr))
+			c, err := p.DialContext(ctx, network, addr, targetOf(ctx, addr))
+			x.failed(addr, err)
+			return c, err
 		},
 		MaxIdleConnsPerHost:   8,
 		IdleConnTimeout:       30 * time.Second,
@@ -118,8 +129,8 @@ func targetOf(ctx context.Context, addr string) string {
 }
 
 func (x *Proxy) blocked(w http.ResponseWriter, b *Blocked) {
-	if x.onBlock != nil {
-		x.onBlock(b)
+	if x.hooks.Blocked != nil {
+		x.hooks.Blocked(b)
 	}
 	w.Header().Set(BlockedHeader, b.Rule)
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
@@ -160,6 +171,7 @@ func (x *Proxy) connect(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), dialTimeout)
 	up, err := x.policy.DialContext(ctx, "tcp", r.Host, r.Host)
 	cancel()
+	x.failed(r.Host, err)
 	if err != nil {
 		var b *Blocked
 		if errors.As(err, &b) {
@@ -208,6 +220,15 @@ func (x *Proxy) connect(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.Copy(down, up)
 		x.untrack(down, up)
 	}()
+}
+
+// failed reports an upstream that could not be reached (not a refusal).
+func (x *Proxy) failed(addr string, err error) {
+	var b *Blocked
+	if err == nil || x.hooks.Failed == nil || errors.As(err, &b) {
+		return
+	}
+	x.hooks.Failed(addr, err)
 }
 
 func (x *Proxy) track(cs ...net.Conn) bool {
