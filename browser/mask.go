@@ -2,9 +2,13 @@ package browser
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
 	"sort"
 	"strings"
 
+	"github.com/go-rod/rod/lib/proto"
 	"github.com/saveaction/runner/recording"
 )
 
@@ -107,46 +111,133 @@ func (r *replay) maskField(ctx context.Context) error {
 	return r.s.evalFunc(ctx, maskFieldJS, nil)
 }
 
-// coverSecretsJS lays black boxes over every field and every piece of
-// text that shows a secret (in the document and its open shadow roots),
-// for one capture; it returns how many boxes it laid.
-const coverSecretsJS = `(secrets) => {
-	const boxes = [];
-	const add = (r) => { if (r.width > 0 && r.height > 0) boxes.push(r); };
-	const has = (s) => typeof s === 'string' && secrets.some((x) => s.includes(x));
-	const walk = (root) => {
-		for (const el of root.querySelectorAll('input, textarea, select, [contenteditable]')) {
-			if (has(el.value) || (el.isContentEditable && has(el.textContent))) add(el.getBoundingClientRect());
-		}
-		const tw = document.createTreeWalker(root, NodeFilter.SHOW_TEXT);
-		for (let n = tw.nextNode(); n; n = tw.nextNode()) {
-			const t = n.nodeValue || '';
-			for (const x of secrets) {
-				for (let i = t.indexOf(x); i >= 0; i = t.indexOf(x, i + x.length)) {
-					const rg = document.createRange();
-					rg.setStart(n, i);
-					rg.setEnd(n, i + x.length);
-					for (const r of rg.getClientRects()) add(r);
+// maskWorld is the isolated world the masking scripts run in: they share
+// the page's DOM but not its JavaScript, so a page that patches built-ins
+// (String.prototype.includes, say) never sees the secrets they look for.
+const maskWorld = "saveaction-mask"
+
+// secretBoxesJS defines boxes(): the viewport rectangles of every field
+// and every piece of text that shows a secret, in the document and its
+// open shadow roots; and cover(rects): the layer of black boxes over them.
+const secretBoxesJS = `
+	const boxes = () => {
+		const out = [];
+		const add = (r) => { if (r.width > 0 && r.height > 0) out.push(r); };
+		const has = (s) => typeof s === 'string' && secrets.some((x) => s.includes(x));
+		const walk = (root) => {
+			for (const el of root.querySelectorAll('input, textarea, select, [contenteditable]')) {
+				if (has(el.value) || (el.isContentEditable && has(el.textContent))) add(el.getBoundingClientRect());
+			}
+			const tw = document.createTreeWalker(root, NodeFilter.SHOW_TEXT);
+			for (let n = tw.nextNode(); n; n = tw.nextNode()) {
+				const t = n.nodeValue || '';
+				for (const x of secrets) {
+					for (let i = t.indexOf(x); i >= 0; i = t.indexOf(x, i + x.length)) {
+						const rg = document.createRange();
+						rg.setStart(n, i);
+						rg.setEnd(n, i + x.length);
+						for (const r of rg.getClientRects()) add(r);
+					}
 				}
 			}
-		}
-		for (const el of root.querySelectorAll('*')) if (el.shadowRoot) walk(el.shadowRoot);
+			for (const el of root.querySelectorAll('*')) if (el.shadowRoot) walk(el.shadowRoot);
+		};
+		if (document.documentElement) walk(document);
+		return out;
 	};
-	walk(document);
-	if (!boxes.length) return 0;
-	const layer = document.createElement('div');
-	layer.setAttribute('data-saveaction-mask-layer', '');
-	layer.style.cssText = 'position:fixed;left:0;top:0;width:0;height:0;overflow:visible;pointer-events:none;z-index:2147483647';
-	for (const r of boxes) {
-		const d = document.createElement('div');
-		d.style.cssText = 'position:fixed;background:#000;left:' + (r.left - 2) + 'px;top:' + (r.top - 2) + 'px;width:' + (r.width + 4) + 'px;height:' + (r.height + 4) + 'px';
-		layer.appendChild(d);
-	}
-	document.documentElement.appendChild(layer);
-	return boxes.length;
+	const cover = (layer, rects) => {
+		layer.setAttribute('data-saveaction-mask-layer', '');
+		layer.style.cssText = 'position:fixed;left:0;top:0;width:0;height:0;overflow:visible;pointer-events:none;z-index:2147483647';
+		layer.replaceChildren(...rects.map((r) => {
+			const d = document.createElement('div');
+			d.style.cssText = 'position:fixed;background:#000;left:' + (r.left - 2) + 'px;top:' + (r.top - 2) + 'px;width:' + (r.width + 4) + 'px;height:' + (r.height + 4) + 'px';
+			return d;
+		}));
+		return layer;
+	};`
+
+// coverSecretsJS lays the boxes once, for a screenshot, and returns how
+// many it laid.
+const coverSecretsJS = `(secrets) => {` + secretBoxesJS + `
+	const rects = boxes();
+	if (!rects.length) return 0;
+	document.documentElement.appendChild(cover(document.createElement('div'), rects));
+	return rects.length;
 }`
 
-const uncoverSecretsJS = `() => { for (const e of document.querySelectorAll('[data-saveaction-mask-layer]')) e.remove(); }`
+const uncoverSecretsJS = `() => { for (const e of document.querySelectorAll('[data-saveaction-mask-layer]:not([data-saveaction-live])')) e.remove(); }`
+
+// liveMaskJS keeps the boxes over the secrets for as long as the document
+// lives, redrawn (once per frame at most) when the page changes, scrolls
+// or is typed into, so that the video never shows a secret the page
+// echoes. It is installed in every new document of a run with a video.
+const liveMaskJS = `(secrets) => {
+	if (window.__saveactionMask) return;
+	window.__saveactionMask = true;` + secretBoxesJS + `
+	const layer = document.createElement('div');
+	layer.setAttribute('data-saveaction-live', '');
+	let pending = false;
+	const draw = () => {
+		pending = false;
+		const rects = boxes();
+		cover(layer, rects);
+		if (rects.length && !layer.isConnected && document.documentElement) document.documentElement.appendChild(layer);
+		if (!rects.length && layer.isConnected) layer.remove();
+	};
+	const schedule = () => { if (!pending) { pending = true; requestAnimationFrame(draw); } };
+	const ours = (m) => m.target === layer || layer.contains(m.target) ||
+		(m.type === 'childList' && [...m.addedNodes, ...m.removedNodes].every((n) => n === layer));
+	new MutationObserver((ms) => { if (!ms.every(ours)) schedule(); })
+		.observe(document, { subtree: true, childList: true, characterData: true, attributes: true });
+	addEventListener('scroll', schedule, true);
+	addEventListener('resize', schedule);
+	addEventListener('input', schedule, true);
+	schedule();
+}`
+
+// evalMasking runs a masking function with args in the page's main frame,
+// in the isolated masking world.
+func (r *replay) evalMasking(ctx context.Context, fn string, out any, args ...any) error {
+	cctx, cancel := r.s.callCtx(ctx)
+	defer cancel()
+	c := r.s.client(cctx)
+	w, err := proto.PageCreateIsolatedWorld{FrameID: proto.PageFrameID(r.s.targetID), WorldName: maskWorld}.Call(c)
+	if err != nil {
+		return r.s.callError(ctx, err)
+	}
+	expr, err := callExpr(fn, args...)
+	if err != nil {
+		return err
+	}
+	res, err := proto.RuntimeEvaluate{Expression: expr, ContextID: w.ExecutionContextID, ReturnByValue: true}.Call(c)
+	if err != nil {
+		return r.s.callError(ctx, err)
+	}
+	if res.ExceptionDetails != nil {
+		return errors.New(exceptionText(res.ExceptionDetails))
+	}
+	if out != nil && res.Result != nil {
+		return json.Unmarshal([]byte(res.Result.Value.JSON("", "")), out)
+	}
+	return nil
+}
+
+func callExpr(fn string, args ...any) (string, error) {
+	var b strings.Builder
+	b.WriteString("(" + fn + ")(")
+	for i, a := range args {
+		if i > 0 {
+			b.WriteString(",")
+		}
+		j, err := json.Marshal(a)
+		if err != nil {
+			return "", fmt.Errorf("encode script argument: %w", err)
+		}
+		b.Write(j)
+	}
+	b.WriteString(")")
+	return b.String(), nil
+}
 
 // coverSecrets prepares the page for a screenshot. It returns the function
 // that takes the boxes away again, or an error: the caller must then not
@@ -156,11 +247,30 @@ func (r *replay) coverSecrets(ctx context.Context) (func(), error) {
 		return func() {}, nil
 	}
 	var n int
-	if err := r.s.evalFunc(ctx, coverSecretsJS, &n, r.secrets); err != nil {
+	if err := r.evalMasking(ctx, coverSecretsJS, &n, r.secrets); err != nil {
 		return nil, err
 	}
 	if n == 0 {
 		return func() {}, nil
 	}
-	return func() { _ = r.s.evalFunc(ctx, uncoverSecretsJS, nil) }, nil
+	return func() { _ = r.evalMasking(ctx, uncoverSecretsJS, nil) }, nil
+}
+
+// maskVideo installs liveMaskJS in every document the run opens, when the
+// run records a video and has secrets. It is called before the start page
+// loads.
+func (r *replay) maskVideo(ctx context.Context) error {
+	if r.opts.VideoDir == "" || len(r.secrets) == 0 {
+		return nil
+	}
+	expr, err := callExpr(liveMaskJS, r.secrets)
+	if err != nil {
+		return err
+	}
+	cctx, cancel := r.s.callCtx(ctx)
+	defer cancel()
+	if _, err := (proto.PageAddScriptToEvaluateOnNewDocument{Source: expr, WorldName: maskWorld}).Call(r.s.client(cctx)); err != nil {
+		return r.s.callError(ctx, err)
+	}
+	return nil
 }

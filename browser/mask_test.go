@@ -5,6 +5,8 @@ import (
 	"image"
 	"image/png"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -113,5 +115,80 @@ func TestVariablesAreSecrets(t *testing.T) {
 	}
 	if strings.Contains(res.ErrorMessage, "pa55-from-variable") || !strings.Contains(res.ErrorMessage, redactedText) {
 		t.Errorf("variable value not redacted: %q", res.ErrorMessage)
+	}
+}
+
+// darkShare is the share of the pixels of a region darker than mid-grey.
+func darkShare(img image.Image, x0, y0, x1, y1 int) float64 {
+	dark, all := 0, 0
+	for y := y0; y < y1; y++ {
+		for x := x0; x < x1; x++ {
+			r, g, b, _ := img.At(x, y).RGBA()
+			if (r+g+b)/3 < 0x8000 {
+				dark++
+			}
+			all++
+		}
+	}
+	return float64(dark) / float64(all)
+}
+
+// TestSecretsMaskedInVideo records a run that types a secret the page
+// echoes, and looks at every frame of the video: the echoed text is never
+// drawn (its line is either empty, before the input, or black), while in
+// the control run it is.
+func TestSecretsMaskedInVideo(t *testing.T) {
+	t.Parallel()
+	b := needBrowser(t)
+	ffmpeg, err := exec.LookPath("ffmpeg")
+	if err != nil {
+		t.Skip("no ffmpeg")
+	}
+	page := serveOn(t, "127.0.0.1:0", html(maskPage))
+	// textShown counts the frames in which the echo line shows glyphs:
+	// partly dark, where an empty line is white and a masked one black.
+	textShown := func(sensitive bool) (shown, frames int) {
+		in := input(recording.Selector{ID: "secret"}, secretValue)
+		in.IsSensitive = sensitive
+		// A hover keeps the page on screen a moment after the input.
+		hold := recording.Action{Type: recording.TypeHover, Selector: &recording.Selector{ID: "echo"}}
+		opts := patient()
+		opts.VideoDir = t.TempDir()
+		res := replayWith(t, b, newRec(page.URL+"/", in, hold, hold, hold), opts)
+		wantStatus(t, res, RunPassed)
+		if res.Video == "" {
+			t.Fatalf("no video: %s", res.VideoError)
+		}
+		dir := t.TempDir()
+		if out, err := exec.Command(ffmpeg, "-loglevel", "error", "-i", res.Video, "-vf", "fps=10", filepath.Join(dir, "f%04d.png")).CombinedOutput(); err != nil {
+			t.Fatalf("extract frames: %v\n%s", err, out)
+		}
+		names, _ := filepath.Glob(filepath.Join(dir, "*.png"))
+		for _, name := range names {
+			f, err := os.Open(name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			img, err := png.Decode(f)
+			f.Close()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if d := darkShare(img, 24, 104, 200, 126); d > 0.03 && d < 0.7 {
+				shown++
+			}
+			frames++
+		}
+		return shown, frames
+	}
+	shown, frames := textShown(true)
+	t.Logf("masked run: text shown in %d of %d frames", shown, frames)
+	if frames == 0 || shown > 0 {
+		t.Errorf("masked run: the echoed secret shows in %d of %d frames", shown, frames)
+	}
+	shown, frames = textShown(false)
+	t.Logf("control run: text shown in %d of %d frames", shown, frames)
+	if shown == 0 {
+		t.Errorf("control: the echoed text shows in none of %d frames, so the check cannot fail", frames)
 	}
 }

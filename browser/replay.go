@@ -115,6 +115,10 @@ func (r *replay) run(ctx context.Context, rec *recording.Recording) (res *Result
 		cancel()
 		return startFail(plain(err.Error()), errors.Is(err, errCrashed))
 	}
+	if err := r.maskVideo(setup); err != nil {
+		cancel()
+		return startFail("mask secrets in the video: "+plain(err.Error()), errors.Is(err, errCrashed))
+	}
 	r.startVideo(setup)
 	if err := s.goTo(setup, rec.URL); err != nil {
 		cancel()
