@@ -39,12 +39,12 @@ type Hooks struct {
 // tunnels (HTTPS, ws and wss). Every refusal is reported to the Hooks given
 // to Listen and answered 403.
 type Proxy struct {
-	policy  *Policy
-	hooks   Hooks
-	ln      net.Listener
-	srv     *http.Server
-	rp      *httputil.ReverseProxy
-	tr      *http.Transport
+	policy *Policy
+	hooks  Hooks
+	ln     net.Listener
+	srv    *http.Server
+	rp     *httputil.ReverseProxy
+	tr     *http.Transport
 
 	mu      sync.Mutex
 	tunnels map[net.Conn]struct{} // hijacked connections, closed by Close
