@@ -5,8 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"time"
@@ -163,7 +161,8 @@ func (r *replay) input(ctx context.Context, a *recording.Action, run *actionRun)
 	// One call locates the field, classifies it and, for text, focuses it,
 	// selects its content and (unless typing key by key) replaces it.
 	var insert *string
-	if !keyByKey {
+	secret := r.secretInput(a, value)
+	if !keyByKey && !secret {
 		insert = &value
 	}
 	var fk fieldKind
@@ -176,6 +175,12 @@ func (r *replay) input(ctx context.Context, a *recording.Action, run *actionRun)
 	}
 	if fk.Inserted {
 		return nil
+	}
+	if secret && fk.Kind != "file" {
+		// Black the field out before the secret is in it (mask.go).
+		if err := r.maskField(ctx); err != nil {
+			return err
+		}
 	}
 	switch fk.Kind {
 	case "checkable":
@@ -279,29 +284,9 @@ func (r *replay) setChecked(ctx context.Context, value string, fk fieldKind) err
 
 // setFile gives a file input the file at value, relative to FilesDir.
 func (r *replay) setFile(ctx context.Context, value string) error {
-	var files []string
-	for _, name := range strings.Split(value, "\n") {
-		name = strings.TrimSpace(name)
-		if name == "" {
-			continue
-		}
-		// Browsers report a chosen file as C:\fakepath\name.
-		name = strings.TrimPrefix(name, `C:\fakepath\`)
-		p := name
-		if !filepath.IsAbs(p) {
-			p = filepath.Join(r.opts.FilesDir, name)
-		}
-		abs, err := filepath.Abs(p)
-		if err != nil {
-			return fmt.Errorf("file %q: %w", name, err)
-		}
-		if st, err := os.Stat(abs); err != nil || st.IsDir() {
-			return fmt.Errorf("file to upload not found: %s", abs)
-		}
-		files = append(files, abs)
-	}
-	if len(files) == 0 {
-		return errors.New("file input has no file name to upload")
+	files, err := r.uploadFiles(value)
+	if err != nil {
+		return err
 	}
 	obj, err := r.s.elementObject(ctx)
 	if err != nil {

@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/exec"
 	"strconv"
@@ -70,6 +71,12 @@ type LaunchOptions struct {
 	// ExtraFlags are added to the command line, each as "--name" or
 	// "--name=value".
 	ExtraFlags []string
+	// Policy is what the browser's pages may reach (see Policy); the zero
+	// value is the local policy of `saveaction run`.
+	Policy Policy
+	// Logger receives a warning when Chromium had to start without its
+	// sandbox; nil means no log.
+	Logger *slog.Logger
 }
 
 // Browser is a running Chromium process and its DevTools connection. It is
@@ -79,6 +86,8 @@ type Browser struct {
 	cancel  context.CancelFunc // ends the connection's event loop
 	pid     int
 	tempDir string // removed on Close; "" when the caller owns the profile
+	policy  Policy // applied to every session
+	sandbox bool   // Chromium runs with its sandbox
 
 	closeOnce sync.Once
 	closeErr  error
@@ -114,11 +123,26 @@ func Launch(ctx context.Context, o LaunchOptions) (*Browser, error) {
 		dir, tempDir = d, d
 	}
 
-	u, pid, err := startChrome(ctx, bin, dir, o, true)
-	if err != nil && ctx.Err() == nil {
-		// leakless needs to write and run a helper binary; some sandboxes
-		// forbid that, so try once more without it.
-		u, pid, err = startChrome(ctx, bin, dir, o, false)
+	noSandbox := NoSandboxReason() != ""
+	start := func(noSandbox bool) (string, int, error) {
+		u, pid, err := startChrome(ctx, bin, dir, o, true, noSandbox)
+		if err != nil && ctx.Err() == nil {
+			// leakless needs to write and run a helper binary; some
+			// sandboxes forbid that, so try once more without it.
+			u, pid, err = startChrome(ctx, bin, dir, o, false, noSandbox)
+		}
+		return u, pid, err
+	}
+	u, pid, err := start(noSandbox)
+	if err != nil && ctx.Err() == nil && !noSandbox {
+		// Chromium's sandbox needs user namespaces (or its setuid helper);
+		// a container's seccomp profile often forbids them. Run without it
+		// rather than not at all, and say so.
+		first := plain(err.Error())
+		noSandbox = true
+		if u, pid, err = start(true); err == nil && o.Logger != nil {
+			o.Logger.Warn("Chromium runs WITHOUT its sandbox: it did not start with it (allow user namespaces, e.g. a seccomp profile that permits clone/unshare, to restore it)", "error", first)
+		}
 	}
 	if err != nil {
 		if tempDir != "" {
@@ -127,7 +151,7 @@ func Launch(ctx context.Context, o LaunchOptions) (*Browser, error) {
 		return nil, fmt.Errorf("launch chromium %s: %w", bin, err)
 	}
 
-	b := &Browser{pid: pid, tempDir: tempDir}
+	b := &Browser{pid: pid, tempDir: tempDir, policy: o.Policy, sandbox: !noSandbox}
 	client, err := cdp.StartWithURL(ctx, u, nil)
 	if err != nil {
 		b.kill()
@@ -154,9 +178,19 @@ func Launch(ctx context.Context, o LaunchOptions) (*Browser, error) {
 	return b, nil
 }
 
-func startChrome(ctx context.Context, bin, dir string, o LaunchOptions, leakless bool) (string, int, error) {
+// NoSandboxReason says why Chromium must run without its sandbox in this
+// process, or "" when it can try with it: Chromium refuses to start as root
+// with its sandbox on.
+func NoSandboxReason() string {
+	if os.Geteuid() == 0 {
+		return "running as root: Chromium will not start its sandbox as root; run the worker as another user (the image does)"
+	}
+	return ""
+}
+
+func startChrome(ctx context.Context, bin, dir string, o LaunchOptions, leakless, noSandbox bool) (string, int, error) {
 	l := launcher.New().Context(ctx).Bin(bin).Leakless(leakless).UserDataDir(dir).
-		NoSandbox(true).
+		NoSandbox(noSandbox).
 		Set("disable-gpu").
 		Set("disable-quic").
 		Set("disable-component-update").
@@ -167,6 +201,10 @@ func startChrome(ctx context.Context, bin, dir string, o LaunchOptions, leakless
 		Set("ignore-certificate-errors").
 		Set("mute-audio").
 		Set("password-store", "basic")
+	if o.Policy.Network != nil {
+		// WebRTC may send UDP straight to any address, around the proxy.
+		l = l.Set("force-webrtc-ip-handling-policy", "disable_non_proxied_udp")
+	}
 	if o.Headless {
 		l = l.HeadlessNew(true)
 	} else {
@@ -189,6 +227,9 @@ func startChrome(ctx context.Context, bin, dir string, o LaunchOptions, leakless
 	}
 	return u, l.PID(), nil
 }
+
+// Sandboxed reports whether Chromium runs with its sandbox.
+func (b *Browser) Sandboxed() bool { return b.sandbox }
 
 // PID is the Chromium browser process id.
 func (b *Browser) PID() int { return b.pid }

@@ -64,7 +64,12 @@ func (r *replay) screenshot(ctx context.Context, index int, a *recording.Action,
 	defer cancel()
 	cctx, ccancel := r.s.callCtx(sctx)
 	defer ccancel()
+	uncover, err := r.coverSecrets(cctx)
+	if err != nil {
+		return "" // no screenshot rather than one that may show a secret
+	}
 	shot, err := proto.PageCaptureScreenshot{Format: proto.PageCaptureScreenshotFormatPng}.Call(r.s.client(cctx))
+	uncover()
 	if err != nil {
 		return ""
 	}

@@ -13,6 +13,9 @@ import (
 // goTo navigates the page to u and waits for the new document's
 // DOMContentLoaded (not for network idle).
 func (s *session) goTo(ctx context.Context, u string) error {
+	if err := s.guard.checkNavigation(u); err != nil {
+		return err
+	}
 	before := s.state()
 	cctx, cancel := s.callCtx(ctx)
 	res, err := proto.PageNavigate{URL: u}.Call(s.client(cctx))
@@ -21,7 +24,7 @@ func (s *session) goTo(ctx context.Context, u string) error {
 		return fmt.Errorf("navigate to %s: %w", u, s.callError(ctx, err))
 	}
 	if res.ErrorText != "" {
-		return fmt.Errorf("navigate to %s: %s", u, res.ErrorText)
+		return fmt.Errorf("navigate to %s: %s", u, s.guard.explain(u, res.ErrorText))
 	}
 	if res.LoaderID == "" {
 		return nil // same-document navigation: nothing loads

@@ -41,6 +41,8 @@ type replay struct {
 	s     *session
 	res   *Result
 	video *videoRecorder
+	// secrets are kept out of messages and screenshots (mask.go).
+	secrets []string
 
 	// afterRun, when set (tests), runs against the page before its context
 	// is closed, to read the page's final state.
@@ -68,6 +70,7 @@ func (r *replay) run(ctx context.Context, rec *recording.Recording) (res *Result
 	}
 	rec = recording.Normalize(rec)
 	actions := rec.Actions
+	r.secrets = r.collectSecrets(actions)
 	res.ActionsTotal = len(actions)
 
 	startFail := func(msg string, crashed bool) *Result {
@@ -112,6 +115,10 @@ func (r *replay) run(ctx context.Context, rec *recording.Recording) (res *Result
 		cancel()
 		return startFail(plain(err.Error()), errors.Is(err, errCrashed))
 	}
+	if err := r.maskVideo(setup); err != nil {
+		cancel()
+		return startFail("mask secrets in the video: "+plain(err.Error()), errors.Is(err, errCrashed))
+	}
 	r.startVideo(setup)
 	if err := s.goTo(setup, rec.URL); err != nil {
 		cancel()
@@ -152,8 +159,13 @@ func (r *replay) run(ctx context.Context, rec *recording.Recording) (res *Result
 		}
 		r.record(ar)
 	}
+	// A refusal after the last action ended still fails the run.
+	lateBlock := s.guard.take()
+	if lateBlock != nil && ctx.Err() == nil && res.ErrorMessage == "" {
+		res.ErrorMessage = plain(lateBlock.Error())
+	}
 	switch {
-	case res.Crashed || res.ActionsFailed > 0:
+	case res.Crashed || res.ActionsFailed > 0 || (lateBlock != nil && ctx.Err() == nil):
 		res.Status = RunFailed
 	case stopReason == ReasonCancelled:
 		res.Status = RunCancelled
@@ -170,6 +182,7 @@ func (r *replay) run(ctx context.Context, rec *recording.Recording) (res *Result
 // record adds an action result to the run and tells the observer.
 func (r *replay) record(ar ActionResult) {
 	res := r.res
+	ar = r.redactResult(ar)
 	if ar.Warnings == nil {
 		ar.Warnings = []string{}
 	}
@@ -195,6 +208,7 @@ func (r *replay) record(ar ActionResult) {
 }
 
 func (r *replay) finish(res *Result) {
+	res.ErrorMessage = r.redact(res.ErrorMessage)
 	res.CompletedAt = r.clock.Now()
 	res.DurationMs = res.CompletedAt.Sub(res.StartedAt).Milliseconds()
 	res.SelectorHealth = summarizeHealth(res.Actions)
@@ -271,6 +285,11 @@ func (r *replay) runAction(ctx context.Context, i int, a *recording.Action) Acti
 	}
 	err := r.execute(actx, a, run)
 	r.s.useFrame(nil)
+	// A request the policy refused while the action ran (or since the
+	// last one) fails it with the rule that refused it.
+	if perr := r.s.guard.take(); perr != nil && !errors.Is(err, errCrashed) && ctx.Err() == nil {
+		err = perr
+	}
 	timedOut := actx.Err() != nil && ctx.Err() == nil
 	cancel()
 	out.CompletedAt = r.clock.Now()
@@ -292,6 +311,8 @@ func (r *replay) runAction(ctx context.Context, i int, a *recording.Action) Acti
 		r.res.Crashed = true
 	case ctx.Err() != nil:
 		out.Status, out.Reason = StatusSkipped, ReasonCancelled
+	case isBlocked(err):
+		out.Status, out.Error = StatusFailed, plain(err.Error())
 	case errors.As(err, &se):
 		out.Status, out.Reason = StatusSkipped, se.reason
 	case errors.As(err, &cf):

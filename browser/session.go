@@ -46,6 +46,8 @@ type session struct {
 	// health is the selector health of the current action's latest
 	// location (replay goroutine only).
 	health *SelectorHealth
+
+	guard *guard // the browser's Policy for this session
 }
 
 // navState counts main-frame loading events, so that waits can ask "has a
@@ -64,11 +66,16 @@ type navState struct {
 // newSession creates an isolated browser context with one blank page and
 // starts following its events. ctx bounds the set-up calls only.
 func (b *Browser) newSession(ctx context.Context) (*session, error) {
-	bc, err := proto.TargetCreateBrowserContext{}.Call(b.target(ctx))
+	g, err := newGuard(b.policy, b.tempDir)
 	if err != nil {
+		return nil, err
+	}
+	bc, err := g.contextParams().Call(b.target(ctx))
+	if err != nil {
+		g.close()
 		return nil, fmt.Errorf("%w: create browser context: %s", errCrashed, cdpMessage(err))
 	}
-	s := &session{b: b, contextID: bc.BrowserContextID, done: make(chan struct{})}
+	s := &session{b: b, contextID: bc.BrowserContextID, done: make(chan struct{}), guard: g}
 	s.nav.changed = make(chan struct{})
 	ok := false
 	defer func() {
@@ -114,6 +121,9 @@ func (b *Browser) newSession(ctx context.Context) (*session, error) {
 	if err := autoAttachFrames(c); err != nil {
 		return nil, fmt.Errorf("%w: set up page: %s", errCrashed, cdpMessage(err))
 	}
+	if err := g.setUp(ctx, s); err != nil {
+		return nil, fmt.Errorf("%w: %s", errCrashed, plain(err.Error()))
+	}
 	ok = true
 	return s, nil
 }
@@ -137,6 +147,7 @@ func (s *session) dispose() {
 	if s.targetID != "" {
 		s.b.rod.RemoveState(s.targetID)
 	}
+	s.guard.close()
 }
 
 // track follows the browser's events for this page until the session stops
@@ -155,6 +166,9 @@ func (s *session) track(events <-chan *rod.Message) {
 			continue
 		}
 		if s.frameEvent(msg, sid) {
+			continue
+		}
+		if s.guard != nil && s.guard.event(s, sid, msg) {
 			continue
 		}
 		if msg.SessionID != sid || sid == "" {

@@ -460,6 +460,14 @@ func parseRecordingData(data []byte, prefix string, ps *problems) *recording.Rec
 			ps.add(prefixed(prefix, rootPath), "must not contain \\u0000: NUL characters cannot be stored")
 			return nil
 		}
+		// A recording the service stores is one the service will run: it
+		// may open web pages only (issue 15).
+		if bad := recording.CheckURLPolicy(rec); len(bad) > 0 {
+			for _, p := range bad {
+				ps.add(prefixed(prefix, p.Path), "%s", p.Message)
+			}
+			return nil
+		}
 		return rec
 	}
 	ve, ok := err.(*recording.ValidationError)

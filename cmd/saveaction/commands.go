@@ -167,7 +167,7 @@ func workerCmd(ctx context.Context, args []string) error {
 	if cfg.MetricsPort != 0 {
 		svcs = append(svcs, metricsServer(cfg, reg, log))
 	}
-	svcs = append(svcs, workerService(b, sys, m), reconcilerService(b, m))
+	svcs = append(svcs, workerService(b, sys, reg, m, cfg.MetricsPort != 0), reconcilerService(b, m))
 	return service.NewGroup(log, svcs...).Run(ctx)
 }
 
@@ -214,7 +214,7 @@ func devCmd(ctx context.Context, args []string, stdout io.Writer) error {
 		demo = demoServer(cfg, log)
 		svcs = append(svcs, demo)
 	}
-	svcs = append(svcs, workerService(b, sys, m), reconcilerService(b, m), httpAPI)
+	svcs = append(svcs, workerService(b, sys, reg, m, false), reconcilerService(b, m), httpAPI)
 	g := service.NewGroup(log, svcs...)
 	if err := g.Start(ctx); err != nil {
 		return err

@@ -1,15 +1,19 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"net/url"
 	"os"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/saveaction/runner/netguard"
 )
 
 // Config is the service configuration, read from the environment; every
@@ -42,6 +46,15 @@ type Config struct {
 	BrowserMaxRuns       int           // BROWSER_MAX_RUNS (50)
 	BrowserMaxAgeMinutes int           // BROWSER_MAX_AGE_MINUTES (30)
 	BrowserMaxRSSMB      int           // BROWSER_MAX_RSS_MB (1024; 0 = no ceiling)
+
+	// RUN_BLOCKED_NETWORKS: CIDRs, addresses and host:port endpoints no run
+	// may reach (default the link-local ranges, which hold cloud metadata);
+	// the worker's own database, Redis, actor and metrics endpoints are
+	// added to it at start (see runPolicy).
+	RunBlockedNetworks  []netip.Prefix
+	RunBlockedEndpoints []netip.AddrPort
+	RunAllowedHosts     []string // RUN_ALLOWED_HOSTS: when set, the only hosts runs may reach
+	RunMaxDownloadMB    int      // RUN_MAX_DOWNLOAD_MB (100): what one run may download
 }
 
 // configVars lists every variable with its default.
@@ -72,6 +85,9 @@ var configDefaults = map[string]string{
 	"BROWSER_MAX_RUNS":        "50",
 	"BROWSER_MAX_AGE_MINUTES": "30",
 	"BROWSER_MAX_RSS_MB":      "1024",
+	"RUN_BLOCKED_NETWORKS":    "169.254.0.0/16,fe80::/10",
+	"RUN_ALLOWED_HOSTS":       "",
+	"RUN_MAX_DOWNLOAD_MB":     "100",
 }
 
 // loadConfig reads the environment, then flags of the same names from args.
@@ -137,6 +153,26 @@ func loadConfig(name string, args []string, overrides map[string]string) (*Confi
 	c.BrowserMaxRuns = intVar("BROWSER_MAX_RUNS", 1, 100000)
 	c.BrowserMaxAgeMinutes = intVar("BROWSER_MAX_AGE_MINUTES", 1, 100000)
 	c.BrowserMaxRSSMB = intVar("BROWSER_MAX_RSS_MB", 0, 1<<20)
+	c.RunMaxDownloadMB = intVar("RUN_MAX_DOWNLOAD_MB", 1, 1<<20)
+	{
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		nets, eps, err := netguard.ParseNetworks(ctx, vals["RUN_BLOCKED_NETWORKS"], nil)
+		cancel()
+		if err != nil {
+			errs = append(errs, fmt.Errorf("RUN_BLOCKED_NETWORKS: %w", err))
+		}
+		c.RunBlockedNetworks, c.RunBlockedEndpoints = nets, eps
+	}
+	for _, h := range strings.Split(vals["RUN_ALLOWED_HOSTS"], ",") {
+		if h = strings.TrimSpace(h); h == "" {
+			continue
+		}
+		if strings.ContainsAny(h, "/:@ ") || strings.Contains(strings.TrimPrefix(h, "*."), "*") {
+			errs = append(errs, fmt.Errorf("RUN_ALLOWED_HOSTS: %q: want a host name, *.domain or an IPv4 address", h))
+			continue
+		}
+		c.RunAllowedHosts = append(c.RunAllowedHosts, h)
+	}
 	if c.WorkerName == "" {
 		c.WorkerName = defaultWorkerName()
 	}

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/saveaction/runner/browser"
+	"github.com/saveaction/runner/netguard"
 	"github.com/saveaction/runner/persistence"
 	"github.com/saveaction/runner/recording"
 )
@@ -41,6 +42,7 @@ Flags:
 // runFlags are the parsed options of `saveaction run`.
 type runFlags struct {
 	json, headed, noTiming, continueOnError bool
+	servicePolicy                           bool
 	junit, browserName, timingMode          string
 	screenshots, screenshotMode, video      string
 	filesDir                                string
@@ -109,6 +111,7 @@ func parseRunFlags(args []string, stderr io.Writer) (*runFlags, error) {
 	fs.StringVar(&f.video, "video", "", "record a video of each run in `DIR` (needs ffmpeg)")
 	fs.StringVar(&f.filesDir, "files", "", "folder that file-upload paths are relative to (default: the recording's folder)")
 	fs.BoolVar(&f.continueOnError, "continue-on-error", false, "keep going after a failed action")
+	fs.BoolVar(&f.servicePolicy, "service-policy", false, "apply the service's policy: web pages only (no file: URLs), file inputs relative to --files only, link-local addresses blocked")
 
 	// Flags may follow file names: parse, take one positional, repeat.
 	for {
@@ -202,6 +205,14 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			invalid = true
 			continue
 		}
+		if bad := recording.CheckURLPolicy(rec); f.servicePolicy && len(bad) > 0 {
+			fmt.Fprintf(stderr, "saveaction run: %s: refused by the service policy:\n", path)
+			for _, p := range bad {
+				fmt.Fprintf(stderr, "  %s\n", p)
+			}
+			invalid = true
+			continue
+		}
 		for _, w := range rec.Warnings {
 			fmt.Fprintf(stderr, "warning: %s: %s\n", path, w)
 		}
@@ -211,7 +222,14 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return exitInvalid
 	}
 
-	b, launchErr := browser.Launch(ctx, browser.LaunchOptions{Headless: !f.headed})
+	lo := browser.LaunchOptions{Headless: !f.headed}
+	if f.servicePolicy {
+		// What a service run gets, less the worker's own endpoints (there
+		// is no worker here).
+		lo.Policy = browser.Policy{Service: true,
+			Network: &netguard.Policy{BlockedNetworks: netguard.DefaultBlockedNetworks()}}
+	}
+	b, launchErr := browser.Launch(ctx, lo)
 	if b != nil {
 		defer func() { _ = b.Close() }()
 	}

@@ -31,6 +31,7 @@ import (
 	"github.com/saveaction/runner/browser"
 	"github.com/saveaction/runner/examples"
 	api "github.com/saveaction/runner/http"
+	"github.com/saveaction/runner/netguard"
 	"github.com/saveaction/runner/persistence"
 	"github.com/saveaction/runner/queue"
 	"github.com/saveaction/runner/service"
@@ -221,7 +222,7 @@ func remoteService(sys *actor.ActorSystem, cfg *Config, log *slog.Logger) servic
 // workerService is the coordinator with its browser pool: started, it
 // pulls runs; stopped, it drains within the shutdown grace and hands the
 // rest back (DESIGN.md rule 6), then closes every browser.
-func workerService(b *backends, sys *actor.ActorSystem, m *actors.Metrics) service.Service {
+func workerService(b *backends, sys *actor.ActorSystem, reg prometheus.Registerer, m *actors.Metrics, metricsOn bool) service.Service {
 	cfg := b.cfg
 	var (
 		pool *actors.Pool
@@ -246,9 +247,17 @@ func workerService(b *backends, sys *actor.ActorSystem, m *actors.Metrics) servi
 			if rep := actors.SweepStaleBrowsers(""); rep.Killed+rep.Profiles > 0 {
 				b.log.Info("swept browsers left by a dead worker", "killed", rep.Killed, "profiles", rep.Profiles)
 			}
+			// What runs may reach (netguard): the worker's own services are
+			// blocked, so the actor remote must be listening by now.
+			policy := runPolicy(ctx, cfg, sys.Address(), metricsOn, b.log, netguard.NewMetrics(reg))
+			b.log.Info("run policy", "blockedNetworks", fmt.Sprint(policy.Network.BlockedNetworks),
+				"blockedEndpoints", fmt.Sprint(policy.Network.BlockedEndpoints), "allowedHosts", fmt.Sprint(policy.Network.AllowedHosts))
+			if why := browser.NoSandboxReason(); why != "" {
+				b.log.Warn("Chromium runs WITHOUT its sandbox", "reason", why)
+			}
 			pool = actors.NewPool(actors.PoolConfig{
 				Launch: func(ctx context.Context) (*browser.Browser, error) {
-					return browser.Launch(ctx, browser.LaunchOptions{Bin: bin, Headless: true})
+					return browser.Launch(ctx, browser.LaunchOptions{Bin: bin, Headless: true, Policy: policy, Logger: b.log})
 				},
 				MaxRuns:     cfg.BrowserMaxRuns,
 				MaxAge:      time.Duration(cfg.BrowserMaxAgeMinutes) * time.Minute,
