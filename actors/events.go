@@ -3,6 +3,7 @@ package actors
 import (
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/saveaction/runner/persistence"
 	"github.com/saveaction/runner/queue"
@@ -48,4 +49,12 @@ func finishedEvent(r *persistence.Run) queue.Event {
 		d.ErrorActionID = *r.ErrorActionID
 	}
 	return queue.RunFinished(d)
+}
+
+// eventTime formats t as the API does (RFC 3339 UTC, milliseconds).
+func eventTime(t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	return t.UTC().Format("2006-01-02T15:04:05.000Z07:00")
 }

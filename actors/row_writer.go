@@ -40,7 +40,7 @@ func (w *rowWriter) ActionDone(r browser.ActionResult) {
 	}
 	w.a.d.publish(w.run.ID, queue.ActionFinished(queue.ActionFinishedData{Attempt: w.run.Attempt, Index: r.Index,
 		ID: r.ActionID, Type: r.ActionType, Status: r.Status, DurationMs: r.DurationMs,
-		SelectorUsed: r.SelectorUsed, Error: redact(r.Error, w.run.Variables)}))
+		SelectorUsed: r.SelectorUsed, Error: redact(r.Error, w.run.Variables), CompletedAt: eventTime(r.CompletedAt)}))
 	if w.save(r) {
 		w.count++
 		w.sys.Root.Send(w.self, &actionProgress{done: w.count})

@@ -93,6 +93,8 @@ type ActionFinishedData struct {
 	DurationMs   int64  `json:"durationMs"`
 	SelectorUsed string `json:"selectorUsed,omitempty"`
 	Error        string `json:"error,omitempty"`
+	// CompletedAt is when the action ended on the worker (RFC 3339, ms).
+	CompletedAt string `json:"completedAt,omitempty"`
 }
 
 // ActionFinished is published when an action has its result.
