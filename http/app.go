@@ -210,6 +210,8 @@ func (s *server) routes(app *fiber.App) {
 	app.Get("/api/health/detailed", s.open, s.healthDetailed)
 	app.Get("/metrics", s.open, s.metricsHandler())
 	app.Get("/api/openapi.json", s.open, s.openAPI)
+	app.Get("/", s.open, s.uiIndex)
+	app.Get("/ui/:file", s.open, s.uiAsset)
 
 	v1 := app.Group("/api/v1")
 	v1.Post("/tokens", s.guard(persistence.ScopeTokensManage), s.createToken)
