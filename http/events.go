@@ -28,7 +28,7 @@ const (
 	// subscriberBuffer is how many events a slow client may be behind
 	// before it is dropped; it reconnects with Last-Event-ID and loses
 	// nothing.
-	subscriberBuffer = 512
+	subscriberBuffer = 64
 	// catchUpPage is the page size of the replay from the stream.
 	catchUpPage = 1000
 	// lostEventsAfter is how long after a run finished in the database a

@@ -371,3 +371,81 @@ func TestSubmitWaitsAndReports(t *testing.T) {
 		t.Fatalf("bad token: exit %d (%v), want 2\n%s", bad.ProcessState.ExitCode(), err, out)
 	}
 }
+
+// procStats reads a process's resident memory (bytes) and CPU time used.
+func procStats(t *testing.T, pid int) (rss int64, cpu time.Duration) {
+	t.Helper()
+	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(status), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			var kb int64
+			fmt.Sscan(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), &kb)
+			rss = kb << 10
+		}
+	}
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fields := strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+1:]))
+	var ut, st int64
+	fmt.Sscan(fields[11], &ut)
+	fmt.Sscan(fields[12], &st)
+	return rss, time.Duration(ut+st) * 10 * time.Millisecond // USER_HZ 100
+}
+
+// One API node holds a thousand SSE clients of a live run on loopback;
+// every client gets every event. The figures (memory and CPU the clients
+// add) are logged for the issue.
+func TestAThousandSSEClientsOnOneAPINode(t *testing.T) {
+	if testing.Short() {
+		t.Skip("load test")
+	}
+	f := newFleet(t)
+	api := f.procs[0]
+	const clients, actions = 1000, 5
+	id := f.createRun(f.slowRecording(actions), map[string]any{"timingMode": "realistic", "timeout": 5000})
+	rss0, cpu0 := procStats(t, api.cmd.Process.Pid)
+	tr := &nethttp.Transport{MaxIdleConnsPerHost: clients, MaxConnsPerHost: 0}
+	c := &apiClient{base: f.api.base, token: f.api.token, hc: &nethttp.Client{Transport: tr}}
+	defer tr.CloseIdleConnections()
+	counts := make([]int, clients)
+	errs := make([]error, clients)
+	var connected sync.WaitGroup
+	var wg sync.WaitGroup
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	for i := range clients {
+		wg.Add(1)
+		connected.Add(1)
+		go func() {
+			defer wg.Done()
+			var once sync.Once
+			errs[i] = stream(ctx, c, id, "", func(ev sseEvent) bool {
+				once.Do(connected.Done)
+				counts[i]++
+				return ev.Name != queue.EventRunFinished
+			})
+			once.Do(connected.Done)
+		}()
+	}
+	connected.Wait()
+	rss1, cpu1 := procStats(t, api.cmd.Process.Pid)
+	t.Logf("%d SSE clients connected: API RSS %d MiB -> %d MiB (+%.1f KiB per client), CPU %s to connect them",
+		clients, rss0>>20, rss1>>20, float64(rss1-rss0)/1024/clients, cpu1-cpu0)
+	// The worker starts only now, so the run is live for every client.
+	f.worker("worker-a", "WORKER_CONCURRENCY=1")
+	start := time.Now()
+	wg.Wait()
+	rss2, cpu2 := procStats(t, api.cmd.Process.Pid)
+	t.Logf("the run's %d events reached all %d clients within %s; API CPU for the run %s, RSS %d MiB",
+		2+2*actions+1, clients, time.Since(start).Round(time.Millisecond), cpu2-cpu1, rss2>>20)
+	for i := range clients {
+		if errs[i] != nil || counts[i] != 2+2*actions+1 {
+			t.Fatalf("client %d: %d events, %v; want %d", i, counts[i], errs[i], 2+2*actions+1)
+		}
+	}
+}

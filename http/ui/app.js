@@ -147,7 +147,7 @@ async function listPage() {
           el("div", { class: "muted mono", text: r.id.slice(0, 8) })),
         el("td", { class: "muted inline-sm", text: ago(r.createdAt) }),
         el("td", { class: "muted hide-sm", text: progressText(r) }),
-        el("td", { class: "muted inline-sm", text: ms(r.durationMs) || statusText[r.status] }),
+        el("td", { class: "muted inline-sm", text: ms(r.durationMs) || "–" }),
         el("td", { class: "muted hide-sm", text: r.triggeredBy }));
     });
     main.replaceChildren(head, el("div", { class: "card" }, el("table", { class: "runs" },
