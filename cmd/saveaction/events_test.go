@@ -449,3 +449,49 @@ func TestAThousandSSEClientsOnOneAPINode(t *testing.T) {
 		}
 	}
 }
+
+// Ctrl-C while submit waits cancels the run it created, and exits 1.
+func TestSubmitCtrlCCancelsItsRuns(t *testing.T) {
+	f := newFleet(t)
+	f.worker("worker-a", "WORKER_CONCURRENCY=1")
+	path := filepath.Join(t.TempDir(), "slow.json")
+	if err := os.WriteFile(path, f.slowRecording(20), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := f.command("submit", "--server", f.api.base, "--wait", "--timing-mode", "realistic", path)
+	cmd.Env = append(cmd.Env, "SAVEACTION_TOKEN="+f.api.token)
+	out := &syncBuffer{}
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(done) }()
+	for deadline := time.Now().Add(60 * time.Second); !strings.Contains(out.String(), "ok     1 "); time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			_ = cmd.Process.Kill()
+			t.Fatalf("no progress line in 60 s:\n%s", out.String())
+		}
+	}
+	if err := cmd.Process.Signal(os.Interrupt); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		_ = cmd.Process.Kill()
+		t.Fatalf("submit did not end 30 s after Ctrl-C:\n%s", out.String())
+	}
+	if code := cmd.ProcessState.ExitCode(); code != 1 {
+		t.Fatalf("exit %d after Ctrl-C, want 1:\n%s", code, out.String())
+	}
+	var runs []runView
+	f.api.call("GET", "/api/v1/runs", nil, 200, &runs)
+	if len(runs) != 1 {
+		t.Fatalf("%d runs", len(runs))
+	}
+	run := f.waitFor(runs[0].ID, 30*time.Second, "finished", terminal)
+	if run.Status != "cancelled" {
+		t.Fatalf("run after Ctrl-C = %+v, want cancelled\n%s", run, out.String())
+	}
+}
