@@ -259,18 +259,6 @@ func TestRunEventsResumeAcrossAnAPIRestart(t *testing.T) {
 	checkRun(t, "resumed", append(first, rest...), actions)
 }
 
-// metrics is the API node's /metrics text.
-func (f *fleet) metrics() string {
-	resp, err := nethttp.Get(f.api.base + "/metrics")
-	if err != nil {
-		return ""
-	}
-	defer resp.Body.Close()
-	var b bytes.Buffer
-	_, _ = b.ReadFrom(resp.Body)
-	return b.String()
-}
-
 // submit runs `saveaction submit` and returns its exit code and output.
 func (f *fleet) submit(args ...string) (int, string, string) {
 	f.t.Helper()
