@@ -142,7 +142,7 @@ func openAPIPaths() obj {
 			"responses": obj{"200": obj{"description": "the page", "content": obj{"text/html": obj{"schema": str("")}}}}}},
 		"/ui/{file}": obj{"get": obj{"tags": []string{"ui"}, "summary": "The run page's script and style sheet",
 			"parameters": []obj{{"name": "file", "in": "path", "required": true, "schema": str("app.js or app.css")}},
-			"responses": obj{"200": obj{"description": "the file"}, "404": errReply("NOT_FOUND")}}},
+			"responses":  obj{"200": obj{"description": "the file"}, "404": errReply("NOT_FOUND")}}},
 		"/metrics": obj{"get": obj{"tags": []string{"health"}, "summary": "Prometheus metrics (text format)",
 			"responses": obj{"200": obj{"description": "metrics", "content": obj{"text/plain": obj{"schema": obj{"type": "string"}}}}}}},
 		"/api/openapi.json": obj{"get": obj{"tags": []string{"health"}, "summary": "This document",
