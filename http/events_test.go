@@ -201,3 +201,29 @@ func TestRunEventsStream(t *testing.T) {
 		t.Fatal("an open stream outlived the API's lifetime by 5 s")
 	}
 }
+
+// The run page and its files are served with a policy that keeps them to
+// their own origin.
+func TestRunPageIsServed(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	base := h.serve()
+	for _, c := range []struct{ path, ctype, contains string }{
+		{"/", "text/html", `<script src="/ui/app.js"`},
+		{"/ui/app.js", "javascript", "Last-Event-ID"},
+		{"/ui/app.css", "text/css", "@media"},
+	} {
+		resp, err := nethttp.Get(base + c.path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || !strings.Contains(resp.Header.Get("Content-Type"), c.ctype) || !strings.Contains(string(body), c.contains) {
+			t.Errorf("GET %s: %d %s", c.path, resp.StatusCode, resp.Header.Get("Content-Type"))
+		}
+		if csp := resp.Header.Get("Content-Security-Policy"); !strings.Contains(csp, "script-src 'self'") {
+			t.Errorf("GET %s: CSP %q", c.path, csp)
+		}
+	}
+}
