@@ -265,9 +265,9 @@ func (s *server) streamEvents(w *bufio.Writer, id uuid.UUID, after string) {
 			break
 		}
 	}
-	// Nothing after the client's position and the run is over: the events
-	// expired (or were never written); the row tells how it ended.
-	if s.finishedFromDB(w, id, cursor, 0) {
+	// Nothing after the client's position and the run is over: the row
+	// tells how it ended.
+	if s.finishedFromDB(w, id, cursor, true) {
 		return
 	}
 	beat := time.NewTicker(s.heartbeat)
@@ -295,7 +295,7 @@ func (s *server) streamEvents(w *bufio.Writer, id uuid.UUID, after string) {
 			// A run that ended long ago with no run.finished in its
 			// stream lost its events (Redis restarted, publishing
 			// failed): end the stream from the row.
-			if s.finishedFromDB(w, id, cursor, lostEventsAfter) {
+			if s.finishedFromDB(w, id, cursor, false) {
 				return
 			}
 		case <-ctx.Done():
@@ -305,9 +305,11 @@ func (s *server) streamEvents(w *bufio.Writer, id uuid.UUID, after string) {
 }
 
 // finishedFromDB writes run.finished built from the run's row when the run
-// has ended more than grace ago, or (grace 0) has ended and its stream is
-// empty. It reports whether it wrote one.
-func (s *server) finishedFromDB(w *bufio.Writer, id uuid.UUID, cursor string, grace time.Duration) bool {
+// has ended and its stream will not say so: the stream is empty (expired,
+// or never written; checked at the start), or the run ended more than
+// lostEventsAfter ago (its run.finished was lost, or the client resumed
+// after it). It reports whether it wrote one.
+func (s *server) finishedFromDB(w *bufio.Writer, id uuid.UUID, cursor string, atStart bool) bool {
 	ctx, cancel := context.WithTimeout(s.hubs.ctx, 5*time.Second)
 	defer cancel()
 	run := new(persistence.Run)
@@ -315,14 +317,16 @@ func (s *server) finishedFromDB(w *bufio.Writer, id uuid.UUID, cursor string, gr
 	if err != nil || !persistence.IsTerminal(run.Status) {
 		return false
 	}
-	if grace == 0 {
-		// At the start: only when the stream has nothing at all, i.e. it
-		// expired or was never written.
+	ended := run.CompletedAt != nil && time.Since(*run.CompletedAt) >= lostEventsAfter
+	if !ended {
+		if !atStart {
+			return false
+		}
+		// The worker publishes run.finished just after its write: wait for
+		// it unless the stream is empty.
 		if last, err := s.hubs.events.Last(ctx, id); err != nil || last != "" {
 			return false
 		}
-	} else if run.CompletedAt == nil || time.Since(*run.CompletedAt) < grace {
-		return false
 	}
 	ev := runFinishedOf(run)
 	ev.ID = synthID(run, cursor)

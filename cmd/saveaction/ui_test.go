@@ -104,10 +104,15 @@ func TestRunPageInChromium(t *testing.T) {
 	}
 	// Watch the actions turn green one by one.
 	seen := map[int]bool{}
+	shotRunning := false
 	deadline := time.Now().Add(90 * time.Second)
 	for {
 		n := evalInt(t, p, `document.querySelectorAll('ol.actions li[data-status="success"]').length`)
 		seen[n] = true
+		if n == 2 && !shotRunning {
+			shotRunning = true
+			shoot(t, p, dir, "run-running-1280.png")
+		}
 		if n == actions && evalInt(t, p, `document.querySelectorAll('#run-status [data-status="passed"]').length`) == 1 {
 			break
 		}
