@@ -92,6 +92,10 @@ func TestRunPageInChromium(t *testing.T) {
 	if err := p.Navigate(f.api.base + "/"); err != nil {
 		t.Fatal(err)
 	}
+	p.MustElement("#token")
+	setWidth(t, p, 390)
+	shoot(t, p, dir, "login-390.png")
+	setWidth(t, p, 1280)
 	p.MustElement("#token").MustInput(f.api.token)
 	p.MustElement("#login-form button").MustClick()
 	p.MustElement("table.runs tbody tr")
