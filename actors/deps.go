@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
+	"github.com/google/uuid"
 	"github.com/saveaction/runner/persistence"
 	"github.com/saveaction/runner/queue"
 )
@@ -49,6 +50,20 @@ type Deps struct {
 	// Signal, when set, is told of runtime events (tests wait on them
 	// instead of sleeping).
 	Signal func(Event)
+	// Events, when set, receives each run's progress events (queue.Events);
+	// Publish must return at once.
+	Events EventPublisher
+}
+
+// EventPublisher takes a run's progress events without blocking.
+type EventPublisher interface {
+	Publish(runID uuid.UUID, e queue.Event)
+}
+
+func (d *Deps) publish(id uuid.UUID, e queue.Event) {
+	if d.Events != nil {
+		d.Events.Publish(id, e)
+	}
 }
 
 // Event is a test signal from the runtime.

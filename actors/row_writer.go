@@ -9,6 +9,7 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/saveaction/runner/browser"
 	"github.com/saveaction/runner/persistence"
+	"github.com/saveaction/runner/queue"
 	"github.com/saveaction/runner/recording"
 )
 
@@ -26,7 +27,9 @@ type rowWriter struct {
 }
 
 // ActionStarted implements browser.Observer.
-func (w *rowWriter) ActionStarted(int, *recording.Action) {}
+func (w *rowWriter) ActionStarted(i int, a *recording.Action) {
+	w.a.d.publish(w.run.ID, queue.ActionStarted(w.run.Attempt, i, a.ID, a.Type))
+}
 
 // ActionDone implements browser.Observer.
 func (w *rowWriter) ActionDone(r browser.ActionResult) {
@@ -36,6 +39,9 @@ func (w *rowWriter) ActionDone(r browser.ActionResult) {
 	if r.Status != persistence.ActionSkipped {
 		w.a.d.Metrics.ActionDuration.WithLabelValues(r.ActionType).Observe(float64(r.DurationMs) / 1000)
 	}
+	w.a.d.publish(w.run.ID, queue.ActionFinished(queue.ActionFinishedData{Attempt: w.run.Attempt, Index: r.Index,
+		ID: r.ActionID, Type: r.ActionType, Status: r.Status, DurationMs: r.DurationMs,
+		SelectorUsed: r.SelectorUsed, Error: redact(r.Error, w.run.Variables), CompletedAt: eventTime(r.CompletedAt)}))
 	if w.save(r) {
 		w.count++
 		w.sys.Root.Send(w.self, &actionProgress{done: w.count})

@@ -258,6 +258,12 @@ func (a *runActor) claim(self *actor.PID, lastCrash error) *persistence.Run {
 		log.Error("start run", "transition", string(t), "error", err)
 		return nil
 	}
+	switch t {
+	case persistence.TTakeOver:
+		d.publish(id, queue.RunRetrying(started.Attempt, "worker lost: "+run.WorkerNode+" stopped renewing its lease"))
+	case persistence.TCrashRestart:
+		d.publish(id, queue.RunRetrying(started.Attempt, "browser crashed; restarting on a fresh browser"))
+	}
 	return started
 }
 
@@ -285,6 +291,7 @@ func (a *runActor) runAttempt(ctx context.Context, sys *actor.ActorSystem, self 
 	}
 	rec = recording.Normalize(rec)
 	sys.Root.Send(self, &attemptStarted{run: run, total: len(rec.Actions)})
+	d.publish(id, queue.RunStarted(run.Attempt, d.Worker))
 	d.signal(Event{Kind: "started", RunID: id.String(), Attempt: run.Attempt})
 	log.Info("run started", "actions", len(rec.Actions))
 

@@ -102,6 +102,7 @@ func (d *Deps) settle(s settlement) bool {
 		detail = s.outcome.ErrorMessage
 	}
 	if s.t == persistence.THandBack {
+		d.publish(run.ID, queue.RunRetrying(run.Attempt+1, "worker shutting down; handed back to the queue"))
 		d.signal(Event{Kind: "requeued", RunID: run.ID.String(), Attempt: run.Attempt})
 		log.Info("run handed back to the queue")
 		return true
@@ -113,10 +114,14 @@ func (d *Deps) settle(s settlement) bool {
 	if !s.noResults && s.outcome.DurationMs > 0 {
 		d.Metrics.RunDuration.Observe(float64(s.outcome.DurationMs) / 1000)
 	}
-	if status == persistence.StatusCancelled {
-		if r, err := d.Runs.Get(ctx, run.ID); err == nil && r.CancelRequestedAt != nil {
+	if r, err := d.Runs.Get(ctx, run.ID); err == nil {
+		if status == persistence.StatusCancelled && r.CancelRequestedAt != nil {
 			d.Metrics.CancelLatency.Observe(time.Since(*r.CancelRequestedAt).Seconds())
 		}
+		d.publish(run.ID, finishedEvent(r))
+	} else {
+		// The counters are the row's; without it, the status alone.
+		d.publish(run.ID, queue.RunFinished(queue.RunFinishedData{Status: string(status), Error: redact(detail, run.Variables)}))
 	}
 	kind := "finished"
 	if s.t == persistence.TCancelQueued {

@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 	"github.com/saveaction/runner/persistence"
+	"github.com/saveaction/runner/queue"
 	"github.com/uptrace/bun"
 )
 
@@ -82,6 +83,17 @@ type Config struct {
 	BrowsersAvailable []string
 	// Now is the clock. Nil means time.Now.
 	Now func() time.Time
+	// Events are the per-run event streams: run.queued is published on
+	// create, and GET /runs/:id/events reads them. Nil: no events (the
+	// endpoint answers 503).
+	Events *queue.Events
+	// Lifetime ends when the node begins to shut down; open event streams
+	// end then (Fiber's shutdown would wait for them otherwise). Nil means
+	// they end only with their run or client.
+	Lifetime context.Context
+	// Heartbeat is the interval of the event stream's keep-alive comment.
+	// 0 means DefaultHeartbeat.
+	Heartbeat time.Duration
 }
 
 // server is the state the handlers share; it is built once by New and
@@ -100,6 +112,9 @@ type server struct {
 	rateLimit  int
 	browsers   []string
 	clock      func() time.Time
+	events     *queue.Events
+	hubs       *hubs
+	heartbeat  time.Duration
 	// limiterOffUntil (unix ns) pauses the shared (Redis) rate limiting
 	// after a Redis failure; local counts in the meantime.
 	limiterOffUntil atomic.Int64
@@ -147,6 +162,18 @@ func New(cfg Config) (*fiber.App, error) {
 	if s.version == "" {
 		s.version = "dev"
 	}
+	s.heartbeat = cfg.Heartbeat
+	if s.heartbeat <= 0 {
+		s.heartbeat = DefaultHeartbeat
+	}
+	if cfg.Events != nil {
+		s.events = cfg.Events
+		life := cfg.Lifetime
+		if life == nil {
+			life = context.Background()
+		}
+		s.hubs = newHubs(life, cfg.Events, s.log)
+	}
 	m, err := newMetrics(s.registry)
 	if err != nil {
 		return nil, fmt.Errorf("http: register metrics: %w", err)
@@ -183,6 +210,8 @@ func (s *server) routes(app *fiber.App) {
 	app.Get("/api/health/detailed", s.open, s.healthDetailed)
 	app.Get("/metrics", s.open, s.metricsHandler())
 	app.Get("/api/openapi.json", s.open, s.openAPI)
+	app.Get("/", s.open, s.uiIndex)
+	app.Get("/ui/:file", s.open, s.uiAsset)
 
 	v1 := app.Group("/api/v1")
 	v1.Post("/tokens", s.guard(persistence.ScopeTokensManage), s.createToken)
@@ -201,6 +230,7 @@ func (s *server) routes(app *fiber.App) {
 	v1.Get("/runs", s.guard(persistence.ScopeRunsRead), s.listRuns)
 	v1.Get("/runs/:id", s.guard(persistence.ScopeRunsRead), s.getRun)
 	v1.Get("/runs/:id/actions", s.guard(persistence.ScopeRunsRead), s.listRunActions)
+	v1.Get("/runs/:id/events", s.guard(persistence.ScopeRunsRead), s.runEvents)
 	v1.Post("/runs/:id/cancel", s.guard(persistence.ScopeRunsExecute), s.cancelRun)
 	v1.Post("/runs/:id/retry", s.guard(persistence.ScopeRunsExecute), s.retryRun)
 	v1.Delete("/runs/:id", s.guard(persistence.ScopeRunsExecute), s.deleteRun)

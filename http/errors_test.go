@@ -30,7 +30,8 @@ func TestErrorShapeEverywhere(t *testing.T) {
 		code               string
 	}{
 		{"unknown route", "GET", "/api/v1/nope", nil, nil, 404, CodeNotFound},
-		{"unknown route outside the API", "GET", "/", nil, nil, 404, CodeNotFound},
+		{"unknown route outside the API", "GET", "/nope", nil, nil, 404, CodeNotFound},
+		{"unknown file of the run page", "GET", "/ui/nope.js", nil, nil, 404, CodeNotFound},
 		{"method not allowed", "PATCH", "/api/v1/runs", nil, nil, 405, CodeMethodNotAllowed},
 		{"not JSON", "POST", "/api/v1/runs", "recordingId=x", []reqOpt{withHeader("Content-Type", "application/x-www-form-urlencoded")}, 415, CodeUnsupportedMedia},
 		{"no content type", "POST", "/api/v1/runs", `{}`, []reqOpt{withHeader("Content-Type", "")}, 415, CodeUnsupportedMedia},

@@ -21,6 +21,8 @@ const (
 type metrics struct {
 	requests *prometheus.CounterVec
 	duration *prometheus.HistogramVec
+	// sseClients counts open event streams.
+	sseClients prometheus.Gauge
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -34,8 +36,12 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help:    "Time to answer HTTP requests, by method and route template.",
 			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
 		}, []string{"method", "route"}),
+		sseClients: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "saveaction_sse_clients",
+			Help: "Open run event streams (GET /api/v1/runs/:id/events) on this node.",
+		}),
 	}
-	for _, c := range []prometheus.Collector{m.requests, m.duration} {
+	for _, c := range []prometheus.Collector{m.requests, m.duration, m.sseClients} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

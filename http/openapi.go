@@ -138,6 +138,11 @@ func openAPIPaths() obj {
 			"status": enumOf("", "ok", "degraded"), "version": str(""), "timestamp": str(""),
 			"checks": obj{"type": "object", "additionalProperties": ref("Check")}, "browsers": arrayOf(str("")),
 		})),
+		"/": obj{"get": obj{"tags": []string{"ui"}, "summary": "The run page (HTML): recent runs and each run live; asks for a token once",
+			"responses": obj{"200": obj{"description": "the page", "content": obj{"text/html": obj{"schema": str("")}}}}}},
+		"/ui/{file}": obj{"get": obj{"tags": []string{"ui"}, "summary": "The run page's script and style sheet",
+			"parameters": []obj{{"name": "file", "in": "path", "required": true, "schema": str("app.js or app.css")}},
+			"responses":  obj{"200": obj{"description": "the file"}, "404": errReply("NOT_FOUND")}}},
 		"/metrics": obj{"get": obj{"tags": []string{"health"}, "summary": "Prometheus metrics (text format)",
 			"responses": obj{"200": obj{"description": "metrics", "content": obj{"text/plain": obj{"schema": obj{"type": "string"}}}}}}},
 		"/api/openapi.json": obj{"get": obj{"tags": []string{"health"}, "summary": "This document",
@@ -201,6 +206,17 @@ func openAPIPaths() obj {
 		},
 		"/api/v1/runs/{id}/actions": obj{"get": operation("runs", "The run's actions in replay order", persistence.ScopeRunsRead,
 			[]obj{runID}, nil, map[string]obj{"200": reply("actions", listEnvelope(ref("RunAction"))), "400": bad, "404": runNotFound})},
+		"/api/v1/runs/{id}/events": obj{"get": operation("runs",
+			"The run's progress as Server-Sent Events (run.queued, run.started, action.started, action.finished, "+
+				"run.retrying, run.finished); each has an increasing id; Last-Event-ID (header) or ?lastEventId= resumes "+
+				"after it; a comment every 15 s keeps the stream open; it ends after run.finished",
+			persistence.ScopeRunsRead,
+			[]obj{runID,
+				{"name": "Last-Event-ID", "in": "header", "required": false, "schema": str("resume after this event id")},
+				{"name": "lastEventId", "in": "query", "required": false, "schema": str("resume after this event id (when the header cannot be sent)")}},
+			nil, map[string]obj{
+				"200": {"description": "the event stream", "content": obj{"text/event-stream": obj{"schema": str("id: <id>\nevent: <name>\ndata: <JSON>\n\n per event")}}},
+				"400": bad, "404": runNotFound, "503": errReply("QUEUE_UNAVAILABLE: events are not served by this node")})},
 		"/api/v1/runs/{id}/cancel": obj{"post": operation("runs", "Cancel a queued or running run", persistence.ScopeRunsExecute,
 			[]obj{runID}, nil, map[string]obj{
 				"200": reply("cancelled (the final run)", envelope(ref("Run"))),

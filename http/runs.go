@@ -25,6 +25,10 @@ const deleteCancelWait = time.Second
 
 // enqueue puts a run on the dispatch stream for persistence.CreateRun.
 func (s *server) enqueue(ctx context.Context, id uuid.UUID) (string, string, error) {
+	// run.queued goes out just before the dispatch entry, so no worker can
+	// publish run.started ahead of it; should the transaction then roll
+	// back, the event names a run nobody can read (404) and expires.
+	s.publishQueued(ctx, id)
 	entryID, err := s.dispatcher.Enqueue(ctx, id)
 	if err != nil {
 		return "", "", fmt.Errorf("%w: %w", errQueueUnavailable, err)
@@ -175,6 +179,7 @@ func (s *server) cancel(ctx context.Context, userID, id uuid.UUID, wait time.Dur
 			if err != nil {
 				return nil, err
 			}
+			s.publishFinished(s.db, id)
 			return persistence.GetUserRun(ctx, s.db, userID, id)
 		case persistence.StatusRunning:
 			err := persistence.RequestUserRunCancel(ctx, s.db, userID, id, s.now())

@@ -88,7 +88,16 @@ type backends struct {
 	rdb   *redis.Client
 	queue *queue.Queue
 	runs  *persistence.Runs
+	// events is the publisher of run events (started here, closed by Close).
+	events *queue.Events
+	// eventsRDB is the client of the API's event streams: each watched run
+	// holds one connection in a blocking read, so they get a pool of their
+	// own rather than starve the rate limiter's.
+	eventsRDB *redis.Client
 }
+
+// eventsPoolSize bounds the runs one API node can stream at once.
+const eventsPoolSize = 1024
 
 // openBackends connects to PostgreSQL and Redis. With mustReach (worker,
 // dev) either one unreachable is an error naming its variable: a worker
@@ -123,8 +132,13 @@ func openBackends(ctx context.Context, cfg *Config, log *slog.Logger, mustReach 
 		log.Warn("Redis is unreachable; runs cannot be queued (503 QUEUE_UNAVAILABLE) until it answers",
 			"address", opt.Addr, "error", err)
 	}
+	events := queue.NewEvents(rdb, cfg.RedisPrefix, log)
+	events.Start()
+	eopt := *opt
+	eopt.PoolSize = eventsPoolSize
 	return &backends{cfg: cfg, log: log, db: db, rdb: rdb,
-		queue: queue.New(rdb, cfg.RedisPrefix), runs: &persistence.Runs{DB: db}}, nil
+		queue: queue.New(rdb, cfg.RedisPrefix), runs: &persistence.Runs{DB: db},
+		events: events, eventsRDB: redis.NewClient(&eopt)}, nil
 }
 
 // lazyDB is a handle on a PostgreSQL that does not answer yet: the pool
@@ -142,6 +156,13 @@ func lazyDB(dsn string) (*bun.DB, error) {
 }
 
 func (b *backends) Close() {
+	// The last events of runs that just ended (a drain) still go out.
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	if err := b.events.Close(ctx); err != nil {
+		b.log.Warn("run events not written before exit", "error", err)
+	}
+	cancel()
+	_ = b.eventsRDB.Close()
 	_ = b.rdb.Close()
 	_ = b.db.Close()
 }
@@ -157,7 +178,12 @@ func (l redisLogger) Printf(ctx context.Context, format string, v ...any) {
 
 // apiServer is the REST API as a component.
 func apiServer(b *backends, canceller api.Canceller, reg *prometheus.Registry) (*service.Server, error) {
+	// Ends before Fiber's shutdown, which would otherwise wait for every
+	// open event stream.
+	life, stopStreams := context.WithCancel(context.Background())
 	app, err := api.New(api.Config{
+		Events:             queue.NewEvents(b.eventsRDB, b.cfg.RedisPrefix, b.log),
+		Lifetime:           life,
 		DB:                 b.db,
 		Dispatcher:         b.queue,
 		Canceller:          canceller,
@@ -170,6 +196,7 @@ func apiServer(b *backends, canceller api.Canceller, reg *prometheus.Registry) (
 		BrowsersAvailable:  []string{"chromium"},
 	})
 	if err != nil {
+		stopStreams()
 		return nil, err
 	}
 	return service.NewServer("API server", service.ServerFuncs{
@@ -181,8 +208,11 @@ func apiServer(b *backends, canceller api.Canceller, reg *prometheus.Registry) (
 			b.log.Info("API listening", "address", "http://"+ln.Addr().String())
 			return ln, nil
 		},
-		Serve:       app.Listener,
-		Shutdown:    app.ShutdownWithContext,
+		Serve: app.Listener,
+		Shutdown: func(ctx context.Context) error {
+			stopStreams()
+			return app.ShutdownWithContext(ctx)
+		},
 		StopTimeout: apiStopTimeout,
 	}), nil
 }
@@ -269,6 +299,7 @@ func workerService(b *backends, sys *actor.ActorSystem, reg prometheus.Registere
 				System: sys, Runs: b.runs, Queue: b.queue, Pool: pool, Log: b.log, Metrics: m,
 				Worker: cfg.WorkerName, Concurrency: cfg.WorkerConcurrency, Lease: cfg.Lease,
 				ScreenshotDir: cfg.ScreenshotStorage, VideoDir: cfg.VideoStoragePath, FilesDir: cfg.FilesPath,
+				Events: b.events,
 			})
 			if err != nil {
 				pool.Close()
