@@ -36,38 +36,42 @@ type runView struct {
 	CancelRequestedAt *string         `json:"cancelRequestedAt"`
 	VideoURL          *string         `json:"videoUrl"`
 	Screenshots       []string        `json:"screenshots"`
-	CreatedAt         string          `json:"createdAt"`
-	UpdatedAt         string          `json:"updatedAt"`
+	// ArtifactWarnings say which artifacts could not be stored and why;
+	// ArtifactsExpiredAt when retention removed them.
+	ArtifactWarnings   []string `json:"artifactWarnings"`
+	ArtifactsExpiredAt *string  `json:"artifactsExpiredAt"`
+	CreatedAt          string   `json:"createdAt"`
+	UpdatedAt          string   `json:"updatedAt"`
 }
 
 func newRunView(r *persistence.Run) runView {
 	v := runView{
-		ID:                r.ID.String(),
-		RecordingID:       r.RecordingID.String(),
-		RecordingName:     r.RecordingName,
-		RecordingURL:      r.RecordingURL,
-		Status:            string(r.Status),
-		Browser:           r.Browser,
-		Headless:          r.Headless,
-		Options:           r.Options,
-		Variables:         sortedKeys(r.Variables),
-		ActionsTotal:      r.ActionsTotal,
-		ActionsExecuted:   r.ActionsExecuted,
-		ActionsFailed:     r.ActionsFailed,
-		ActionsSkipped:    r.ActionsSkipped,
-		DurationMs:        r.DurationMs,
-		StartedAt:         fmtTimePtr(r.StartedAt),
-		CompletedAt:       fmtTimePtr(r.CompletedAt),
-		ErrorMessage:      r.ErrorMessage,
-		ErrorActionID:     r.ErrorActionID,
-		Attempt:           r.Attempt,
-		TriggeredBy:       r.TriggeredBy,
-		CIMetadata:        r.CIMetadata,
-		CancelRequestedAt: fmtTimePtr(r.CancelRequestedAt),
-		VideoURL:          r.VideoPath,
-		Screenshots:       r.ScreenshotPaths,
-		CreatedAt:         fmtTime(r.CreatedAt),
-		UpdatedAt:         fmtTime(r.UpdatedAt),
+		ID:                 r.ID.String(),
+		RecordingID:        r.RecordingID.String(),
+		RecordingName:      r.RecordingName,
+		RecordingURL:       r.RecordingURL,
+		Status:             string(r.Status),
+		Browser:            r.Browser,
+		Headless:           r.Headless,
+		Options:            r.Options,
+		Variables:          sortedKeys(r.Variables),
+		ActionsTotal:       r.ActionsTotal,
+		ActionsExecuted:    r.ActionsExecuted,
+		ActionsFailed:      r.ActionsFailed,
+		ActionsSkipped:     r.ActionsSkipped,
+		DurationMs:         r.DurationMs,
+		StartedAt:          fmtTimePtr(r.StartedAt),
+		CompletedAt:        fmtTimePtr(r.CompletedAt),
+		ErrorMessage:       r.ErrorMessage,
+		ErrorActionID:      r.ErrorActionID,
+		Attempt:            r.Attempt,
+		TriggeredBy:        r.TriggeredBy,
+		CIMetadata:         r.CIMetadata,
+		CancelRequestedAt:  fmtTimePtr(r.CancelRequestedAt),
+		ArtifactWarnings:   r.ArtifactWarnings,
+		ArtifactsExpiredAt: fmtTimePtr(r.ArtifactsExpiredAt),
+		CreatedAt:          fmtTime(r.CreatedAt),
+		UpdatedAt:          fmtTime(r.UpdatedAt),
 	}
 	if len(v.Options) == 0 {
 		v.Options = json.RawMessage("{}")
@@ -75,8 +79,22 @@ func newRunView(r *persistence.Run) runView {
 	if len(v.CIMetadata) == 0 {
 		v.CIMetadata = nil
 	}
-	if v.Screenshots == nil {
-		v.Screenshots = []string{}
+	// Artifacts are API URLs, never paths on a worker's disk.
+	v.Screenshots = []string{}
+	for _, a := range r.Artifacts {
+		if a.Status != persistence.ArtifactStored {
+			continue
+		}
+		switch a.Kind {
+		case persistence.ArtifactVideo:
+			u := videoURL(v.ID)
+			v.VideoURL = &u
+		case persistence.ArtifactScreenshot:
+			v.Screenshots = append(v.Screenshots, screenshotURL(v.ID, a.Name))
+		}
+	}
+	if v.ArtifactWarnings == nil {
+		v.ArtifactWarnings = []string{}
 	}
 	if r.WorkerNode != "" {
 		w := r.WorkerNode
@@ -134,7 +152,11 @@ func newActionView(a *persistence.RunAction) actionView {
 		ActionID: a.ActionID, ActionType: a.ActionType, ActionIndex: a.ActionIndex, Status: a.Status,
 		StartedAt: fmtTimePtr(a.StartedAt), CompletedAt: fmtTimePtr(a.CompletedAt), DurationMs: a.DurationMs,
 		SelectorUsed: a.SelectorUsed, ErrorMessage: a.ErrorMessage, Reason: a.Reason,
-		Warnings: a.Warnings, ScreenshotURL: a.ScreenshotPath,
+		Warnings: a.Warnings,
+	}
+	if a.ScreenshotPath != nil {
+		u := screenshotURL(a.RunID.String(), artifactBaseName(*a.ScreenshotPath))
+		v.ScreenshotURL = &u
 	}
 	if v.Warnings == nil {
 		v.Warnings = []string{}
