@@ -21,11 +21,10 @@ type Folder struct {
 	root string
 }
 
-// NewFolder returns a store rooted at dir, creating it if needed.
+// NewFolder returns a store rooted at dir. The folder is made by the first
+// Put, so a node that only serves or a command that fails early leaves
+// nothing behind.
 func NewFolder(dir string) (*Folder, error) {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, fmt.Errorf("artifact folder %s: %w", dir, err)
-	}
 	abs, err := filepath.Abs(dir)
 	if err != nil {
 		return nil, fmt.Errorf("artifact folder %s: %w", dir, err)

@@ -24,6 +24,8 @@ Usage:
   saveaction migrate [up|down|status]
   saveaction token create --email EMAIL --name NAME [--scopes a,b] [--expires-in 720h]
   saveaction run [flags] FILE... replay recordings locally (no database, no Redis)
+  saveaction cleanup [--older-than DURATION] [--dry-run]
+                                 one artifact retention pass now; prints what it removed
   saveaction version
 
 Configuration comes from the environment (DATABASE_URL, REDIS_URL, PORT, WORKER_CONCURRENCY, ...),
@@ -57,6 +59,8 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		err = tokenCmd(ctx, rest, stdout)
 	case "run":
 		return runCmd(ctx, rest, stdout, stderr)
+	case "cleanup":
+		err = cleanupCmd(ctx, rest, stdout)
 	case "version", "--version":
 		fmt.Fprintln(stdout, "saveaction", version)
 		return 0
