@@ -4,23 +4,33 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
+	nethttp "net/http"
+	"net/http/httptest"
 	"net/url"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/johannesboyne/gofakes3"
+	"github.com/johannesboyne/gofakes3/backend/s3mem"
 	"github.com/saveaction/runner/artifacts"
 	"github.com/saveaction/runner/persistence"
 )
 
 // artifactRun makes a run of the harness user with a stored video and a
 // screenshot in store, and returns its id and the video's bytes.
-func artifactRunFixture(t *testing.T, h *harness, store artifacts.Store) (string, []byte) {
+func artifactRunFixture(t testing.TB, h *harness, store artifacts.Store) (string, []byte) {
+	t.Helper()
+	return artifactRunOfSize(t, h, store, 64<<10)
+}
+
+func artifactRunOfSize(t testing.TB, h *harness, store artifacts.Store, size int) (string, []byte) {
 	t.Helper()
 	run := h.createRun(h.uploadRecording(), map[string]any{"options": map[string]any{"video": true, "screenshot": true}})
 	id := run["id"].(string)
-	video := bytes.Repeat([]byte("0123456789abcdef"), 4096) // 64 KiB
+	video := bytes.Repeat([]byte("0123456789abcdef"), size/16)
 	ctx := context.Background()
 	if _, err := store.Put(ctx, artifacts.VideoKey(id, "mp4"), bytes.NewReader(video), int64(len(video)), ""); err != nil {
 		t.Fatal(err)
@@ -237,5 +247,64 @@ func TestParseRange(t *testing.T) {
 		if ok != c.ok || (err != nil) != c.bad || (ok && (r.start != c.start || r.length != c.length)) {
 			t.Errorf("parseRange(%q) = %+v, %v, %v", c.h, r, ok, err)
 		}
+	}
+}
+
+// BenchmarkServeVideo measures the bytes per second GET /runs/:id/video
+// serves over loopback from each store, and the time to the first byte
+// of a Range request: go test -run '^$' -bench ServeVideo ./http/
+func BenchmarkServeVideo(b *testing.B) {
+	folder, err := artifacts.NewFolder(b.TempDir())
+	if err != nil {
+		b.Fatal(err)
+	}
+	srv := httptest.NewServer(gofakes3.New(s3mem.New(), gofakes3.WithAutoBucket(true)).Server())
+	defer srv.Close()
+	s3, err := artifacts.NewS3(artifacts.S3Config{URL: "s3://bench/p", Endpoint: srv.URL, Region: "us-east-1", AccessKey: "k", SecretKey: "s", PathStyle: true})
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := s3.EnsureBucket(context.Background(), "us-east-1"); err != nil {
+		b.Fatal(err)
+	}
+	for _, store := range []artifacts.Store{folder, s3} {
+		h := newHarness(b, func(c *Config) { c.Artifacts = store })
+		id, video := artifactRunOfSize(b, h, store, 16<<20)
+		base := h.serve()
+		get := func(rng string) (time.Duration, int64) {
+			req, _ := nethttp.NewRequest("GET", base+"/api/v1/runs/"+id+"/video", nil)
+			req.Header.Set("Authorization", "Bearer "+h.token)
+			if rng != "" {
+				req.Header.Set("Range", rng)
+			}
+			start := time.Now()
+			res, err := h.client().Do(req)
+			if err != nil {
+				b.Fatal(err)
+			}
+			ttfb := time.Since(start)
+			n, _ := io.Copy(io.Discard, res.Body)
+			res.Body.Close()
+			return ttfb, n
+		}
+		b.Run(store.Kind()+"/whole", func(b *testing.B) {
+			b.SetBytes(int64(len(video)))
+			for b.Loop() {
+				if _, n := get(""); n != int64(len(video)) {
+					b.Fatalf("%d bytes", n)
+				}
+			}
+		})
+		b.Run(store.Kind()+"/range-ttfb", func(b *testing.B) {
+			var total time.Duration
+			for b.Loop() {
+				ttfb, n := get(fmt.Sprintf("bytes=%d-%d", len(video)/2, len(video)/2+65535))
+				if n != 65536 {
+					b.Fatalf("%d bytes", n)
+				}
+				total += ttfb
+			}
+			b.ReportMetric(float64(total.Microseconds())/float64(b.N)/1000, "ms-ttfb")
+		})
 	}
 }
