@@ -135,7 +135,7 @@ func (s *Runs) LiveRunIDs(ctx context.Context, ids []uuid.UUID) (map[uuid.UUID]b
 	}
 	var found []uuid.UUID
 	err := s.DB.NewSelect().Model((*Run)(nil)).Column("id").
-		Where("id IN (?)", bun.In(ids)).
+		Where("id IN (?)", bun.List(ids)).
 		Where("deleted_at IS NULL").
 		Scan(ctx, &found)
 	if err != nil {
