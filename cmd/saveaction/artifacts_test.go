@@ -272,3 +272,30 @@ func TestStoreDownRunStillPasses(t *testing.T) {
 		t.Fatalf("video of a failed upload: %d %s", res.StatusCode, body)
 	}
 }
+
+// TestFolderStoreServesVideoAndDeleteRemovesIt runs on the default store,
+// a folder (here one the API and the worker share), and deletes the run.
+func TestFolderStoreServesVideoAndDeleteRemovesIt(t *testing.T) {
+	dir := t.TempDir()
+	f := newFleet(t, "ARTIFACT_STORE="+dir)
+	f.worker("worker-folder", "WORKER_CONCURRENCY=1")
+	id := f.createRun(f.slowRecording(3), map[string]any{"timingMode": "realistic", "timeout": 30000, "video": true})
+	f.waitFor(id, 120*time.Second, "finished", func(r runView) bool { return r.Status != "queued" && r.Status != "running" })
+	res, video, _ := f.get("GET", "/api/v1/runs/"+id+"/video", f.api.token)
+	if res.StatusCode != 200 || len(video) == 0 {
+		t.Fatalf("video: %d, %d bytes", res.StatusCode, len(video))
+	}
+	res, part, ttfb := f.get("GET", "/api/v1/runs/"+id+"/video", f.api.token, "Range", "bytes=-64")
+	if res.StatusCode != 206 || !bytes.Equal(part, video[len(video)-64:]) {
+		t.Fatalf("suffix range: %d, %d bytes", res.StatusCode, len(part))
+	}
+	t.Logf("figure: time to first byte of a Range request (folder store): %s", ttfb)
+	runDir := filepath.Join(dir, "runs", id)
+	if _, err := os.Stat(runDir); err != nil {
+		t.Fatalf("the run's folder in the store: %v", err)
+	}
+	f.api.call("DELETE", "/api/v1/runs/"+id, nil, 200, nil)
+	if _, err := os.Stat(runDir); !os.IsNotExist(err) {
+		t.Fatalf("DELETE left the run's files: %v", err)
+	}
+}
