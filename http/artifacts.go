@@ -437,6 +437,10 @@ func (s *server) createArtifactLinks(c *fiber.Ctx) error {
 	return respond(c, fiber.StatusOK, out)
 }
 
+// deleteArtifactsWait bounds the removal of a deleted run's files, so a
+// store that is down does not hold DELETE for long.
+const deleteArtifactsWait = 15 * time.Second
+
 // deleteRunArtifacts removes a deleted run's files from the store and
 // records that on the run. Failures are logged: the orphan sweep of the
 // retention pass removes what is left.
@@ -444,7 +448,7 @@ func (s *server) deleteRunArtifacts(runID uuid.UUID) {
 	if s.artifacts == nil {
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), deleteArtifactsWait)
 	defer cancel()
 	runs := &persistence.Runs{DB: s.db}
 	run, err := runs.Get(ctx, runID)
