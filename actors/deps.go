@@ -9,6 +9,7 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/google/uuid"
+	"github.com/saveaction/runner/artifacts"
 	"github.com/saveaction/runner/persistence"
 	"github.com/saveaction/runner/queue"
 )
@@ -45,6 +46,9 @@ type Deps struct {
 	MaxDeliveries int
 	// ScreenshotDir, VideoDir and FilesDir are the storage folders of runs.
 	ScreenshotDir, VideoDir, FilesDir string
+	// Artifacts receives each run's video and screenshots once the replay
+	// ends (actors/artifacts.go); nil keeps them on this worker's disk.
+	Artifacts artifacts.Store
 	// Clock drives lease renewals (default the real clock).
 	Clock Clock
 	// Signal, when set, is told of runtime events (tests wait on them

@@ -363,10 +363,10 @@ func (a *runActor) runAttempt(ctx context.Context, sys *actor.ActorSystem, self 
 		d.settle(settlement{t: persistence.TCancel, run: run, entry: a.entry, noResults: true})
 		return
 	case errors.Is(cause, errCancelled) || res.Status == string(persistence.StatusCancelled):
-		d.settle(settlement{t: persistence.TCancel, run: run, entry: a.entry, outcome: obs.outcome(res, persistence.StatusCancelled)})
+		d.settle(settlement{t: persistence.TCancel, run: run, entry: a.entry, outcome: d.withArtifacts(run, res, obs.outcome(res, persistence.StatusCancelled))})
 		return
 	}
-	d.settle(settlement{t: persistence.TFinish, run: run, entry: a.entry, outcome: obs.outcome(res, persistence.Status(res.Status))})
+	d.settle(settlement{t: persistence.TFinish, run: run, entry: a.entry, outcome: d.withArtifacts(run, res, obs.outcome(res, persistence.Status(res.Status)))})
 }
 
 func runOptionsOf(run *persistence.Run) (persistence.RunOptions, error) {

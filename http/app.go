@@ -6,6 +6,7 @@ package http
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -16,6 +17,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
+	"github.com/saveaction/runner/artifacts"
 	"github.com/saveaction/runner/persistence"
 	"github.com/saveaction/runner/queue"
 	"github.com/uptrace/bun"
@@ -94,6 +96,13 @@ type Config struct {
 	// Heartbeat is the interval of the event stream's keep-alive comment.
 	// 0 means DefaultHeartbeat.
 	Heartbeat time.Duration
+	// Artifacts serves runs' videos and screenshots. Nil: artifact
+	// endpoints answer 404 ARTIFACT_NOT_FOUND.
+	Artifacts artifacts.Store
+	// ArtifactLinkSecret signs artifact links (HMAC-SHA256). Empty: a
+	// random secret of this process, so links work on this node only
+	// until it restarts.
+	ArtifactLinkSecret []byte
 }
 
 // server is the state the handlers share; it is built once by New and
@@ -115,6 +124,8 @@ type server struct {
 	events     *queue.Events
 	hubs       *hubs
 	heartbeat  time.Duration
+	artifacts  artifacts.Store
+	linkSecret []byte
 	// limiterOffUntil (unix ns) pauses the shared (Redis) rate limiting
 	// after a Redis failure; local counts in the meantime.
 	limiterOffUntil atomic.Int64
@@ -143,6 +154,14 @@ func New(cfg Config) (*fiber.App, error) {
 		rateLimit:  cfg.RateLimitPerMinute,
 		browsers:   append([]string(nil), cfg.BrowsersAvailable...),
 		clock:      cfg.Now,
+		artifacts:  cfg.Artifacts,
+		linkSecret: cfg.ArtifactLinkSecret,
+	}
+	if len(s.linkSecret) == 0 {
+		s.linkSecret = make([]byte, 32)
+		if _, err := rand.Read(s.linkSecret); err != nil {
+			return nil, fmt.Errorf("http: artifact link secret: %w", err)
+		}
 	}
 	if s.log == nil {
 		s.log = slog.Default()
@@ -234,4 +253,9 @@ func (s *server) routes(app *fiber.App) {
 	v1.Post("/runs/:id/cancel", s.guard(persistence.ScopeRunsExecute), s.cancelRun)
 	v1.Post("/runs/:id/retry", s.guard(persistence.ScopeRunsExecute), s.retryRun)
 	v1.Delete("/runs/:id", s.guard(persistence.ScopeRunsExecute), s.deleteRun)
+	// Artifacts; GET routes answer HEAD too (Fiber adds it).
+	v1.Get("/runs/:id/video", s.guardArtifact(persistence.ScopeRunsRead), s.getVideo)
+	v1.Get("/runs/:id/screenshots", s.guard(persistence.ScopeRunsRead), s.listScreenshots)
+	v1.Get("/runs/:id/screenshots/:name", s.guardArtifact(persistence.ScopeRunsRead), s.getScreenshot)
+	v1.Post("/runs/:id/artifact-links", s.guard(persistence.ScopeRunsRead), s.createArtifactLinks)
 }

@@ -30,6 +30,11 @@ const (
 	CodeInternal            = "INTERNAL_ERROR"
 	CodeQueueUnavailable    = "QUEUE_UNAVAILABLE"
 	CodeDatabaseUnavailable = "DATABASE_UNAVAILABLE"
+	// Artifacts (video, screenshots).
+	CodeArtifactNotFound         = "ARTIFACT_NOT_FOUND"
+	CodeArtifactExpired          = "ARTIFACT_EXPIRED"
+	CodeRangeNotSatisfiable      = "RANGE_NOT_SATISFIABLE"
+	CodeArtifactStoreUnavailable = "ARTIFACT_STORE_UNAVAILABLE"
 )
 
 // problem is one thing wrong with a request, at a path into the body
@@ -111,6 +116,8 @@ func apiErrorOf(err error) (ae *apiError, internal bool) {
 		return newAPIError(fiber.StatusUnauthorized, CodeUnauthorized, "invalid, revoked or expired token"), false
 	case errors.As(err, &eq), errors.Is(err, errQueueUnavailable):
 		return newAPIError(fiber.StatusServiceUnavailable, CodeQueueUnavailable, "the run queue is unavailable; no run was created"), true
+	case errors.Is(err, errArtifactStore):
+		return newAPIError(fiber.StatusServiceUnavailable, CodeArtifactStoreUnavailable, "the artifact store is unavailable"), true
 	case errors.As(err, &fe):
 		return fiberError(fe), fe.Code >= 500
 	case errors.As(err, &pgEr) && (pgEr.Code == "22P05" || pgEr.Code == "22021"):

@@ -226,7 +226,50 @@ func openAPIPaths() obj {
 			persistence.ScopeRunsExecute, []obj{runID}, nil, map[string]obj{
 				"201": reply("queued", envelope(ref("RunCreated"))), "400": invalidStatus,
 				"404": errReply("RUN_NOT_FOUND or RECORDING_NOT_FOUND")})},
+		"/api/v1/runs/{id}/video": obj{"get": artifactOperation("The run's video (also HEAD); Range requests give 206",
+			[]obj{runID}, obj{"video/mp4": obj{"schema": obj{"type": "string", "format": "binary"}},
+				"video/webm": obj{"schema": obj{"type": "string", "format": "binary"}}})},
+		"/api/v1/runs/{id}/screenshots": obj{"get": operation("artifacts", "The run's screenshots in action order", persistence.ScopeRunsRead,
+			[]obj{runID}, nil, map[string]obj{"200": reply("screenshots", listEnvelope(ref("Screenshot"))), "400": bad,
+				"404": runNotFound, "410": errReply("ARTIFACT_EXPIRED: removed by retention; details.expiredAt says when")})},
+		"/api/v1/runs/{id}/screenshots/{name}": obj{"get": artifactOperation("One screenshot (also HEAD)",
+			[]obj{runID, {"name": "name", "in": "path", "required": true, "description": "the screenshot's name", "schema": obj{"type": "string"}}},
+			obj{"image/png": obj{"schema": obj{"type": "string", "format": "binary"}}})},
+		"/api/v1/runs/{id}/artifact-links": obj{"post": func() obj {
+			op := operation("artifacts", "Signed links to the run's artifacts that work without the Authorization header until they expire",
+				persistence.ScopeRunsRead, []obj{runID}, nil, map[string]obj{
+					"200": reply("links", envelope(ref("ArtifactLinks"))), "400": bad, "404": runNotFound,
+					"410": errReply("ARTIFACT_EXPIRED")})
+			op["requestBody"] = obj{"required": false, "content": jsonContent(object(nil, obj{
+				"expiresIn": obj{"type": "integer", "minimum": 1, "maximum": int(MaxArtifactLinkTTL.Seconds()),
+					"default": int(DefaultArtifactLinkTTL.Seconds()), "description": "lifetime of the links in seconds"}}))}
+			return op
+		}()},
 	}
+}
+
+// artifactOperation documents a download: bearer token or signed link,
+// ranges, validators.
+func artifactOperation(summary string, params []obj, content obj) obj {
+	params = append(params,
+		obj{"name": linkExpiresParam, "in": "query", "required": false, "description": "signed link: expiry (unix seconds)", "schema": obj{"type": "integer"}},
+		obj{"name": linkSignatureParam, "in": "query", "required": false, "description": "signed link: signature from POST /runs/{id}/artifact-links; replaces the bearer token", "schema": obj{"type": "string"}},
+		obj{"name": "Range", "in": "header", "required": false, "description": "one byte range: bytes=a-b, bytes=a- or bytes=-n", "schema": obj{"type": "string"}},
+	)
+	headers := obj{"Accept-Ranges": obj{"schema": obj{"type": "string"}}, "ETag": obj{"schema": obj{"type": "string"}},
+		"Last-Modified": obj{"schema": obj{"type": "string"}}}
+	op := operation("artifacts", summary, persistence.ScopeRunsRead, params, nil, map[string]obj{
+		"200": obj{"description": "the whole file", "content": content, "headers": headers},
+		"206": obj{"description": "the requested range; Content-Range says which", "content": content, "headers": headers},
+		"304": obj{"description": "If-None-Match matched"},
+		"400": errReply("VALIDATION_ERROR"),
+		"404": errReply("RUN_NOT_FOUND, or ARTIFACT_NOT_FOUND (none recorded, or it could not be stored: details.reason)"),
+		"410": errReply("ARTIFACT_EXPIRED: removed by retention; details.expiredAt says when"),
+		"416": obj{"description": "RANGE_NOT_SATISFIABLE; Content-Range: bytes */size", "content": jsonContent(ref("Error"))},
+	})
+	op["description"] = "Needs scope `runs:read`, or a signed link (expires + signature) instead of the token."
+	op["responses"].(obj)["503"] = errReply("DATABASE_UNAVAILABLE or ARTIFACT_STORE_UNAVAILABLE")
+	return op
 }
 
 func openAPISchemas() obj {
@@ -245,7 +288,8 @@ func openAPISchemas() obj {
 				"code": enumOf("error code", CodeValidation, CodeInvalidRunStatus, CodeUnauthorized, CodeInsufficientScope,
 					CodeNotFound, CodeMethodNotAllowed, CodeRecordingNotFound, CodeRunNotFound, CodeTokenNotFound,
 					CodeDuplicateOriginalID, CodePayloadTooLarge, CodeUnsupportedMedia, CodeRateLimited, CodeInternal,
-					CodeQueueUnavailable, CodeDatabaseUnavailable),
+					CodeQueueUnavailable, CodeDatabaseUnavailable, CodeArtifactNotFound, CodeArtifactExpired,
+					CodeRangeNotSatisfiable, CodeArtifactStoreUnavailable),
 				"message":   str("human text"),
 				"details":   obj{"description": "for VALIDATION_ERROR an array of Problem; otherwise an object"},
 				"requestId": str("the X-Request-ID of the request"),
@@ -319,8 +363,12 @@ func openAPISchemas() obj {
 			"durationMs": nullable("integer", ""), "startedAt": nt(""), "completedAt": nt(""),
 			"errorMessage": nullable("string", ""), "errorActionId": nullable("string", ""), "attempt": intT,
 			"workerNode": nullable("string", ""), "triggeredBy": enumOf("", triggers()...), "ciMetadata": obj{"type": []string{"object", "null"}},
-			"retryOf": nullable("string", ""), "cancelRequestedAt": nt(""), "videoUrl": nullable("string", ""),
-			"screenshots": strs, "createdAt": t(""), "updatedAt": t(""),
+			"retryOf": nullable("string", ""), "cancelRequestedAt": nt(""),
+			"videoUrl":           nullable("string", "API URL of the video (GET /api/v1/runs/{id}/video)"),
+			"screenshots":        arrayOf(str("API URL of a screenshot")),
+			"artifactWarnings":   arrayOf(str("an artifact that could not be stored, and why")),
+			"artifactsExpiredAt": nt("when retention removed the run's artifacts"),
+			"createdAt":          t(""), "updatedAt": t(""),
 			"selectorHealth": obj{"description": "GET /runs/{id} only: the actions' selector health summed up",
 				"$ref": "#/components/schemas/SelectorHealthSummary"},
 		}),
@@ -345,6 +393,14 @@ func openAPISchemas() obj {
 			"notFound":  obj{"type": "integer", "description": "not found"},
 			"stale":     obj{"type": "array", "items": ref("SelectorHealthNote")},
 			"ambiguous": obj{"type": "array", "items": ref("SelectorHealthNote")},
+		}),
+		"Screenshot": object(nil, obj{
+			"actionId": str(""), "actionIndex": nullable("integer", ""), "name": str(""), "contentType": str(""),
+			"size": intT, "takenAt": t(""), "url": str("API URL of the image"),
+		}),
+		"ArtifactLinks": object(nil, obj{
+			"expiresAt": t("when the links stop working"), "video": nullable("string", "signed link to the video"),
+			"screenshots": arrayOf(object(nil, obj{"name": str(""), "url": str("signed link")})),
 		}),
 		"RunAction": object(nil, obj{
 			"actionId": str(""), "actionType": str(""), "actionIndex": intT,

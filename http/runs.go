@@ -251,6 +251,7 @@ func (s *server) deleteRun(c *fiber.Ctx) error {
 	if err := persistence.SoftDeleteUserRun(ctx, s.db, user, id, now); err != nil {
 		return err
 	}
+	s.deleteRunArtifacts(id)
 	return respond(c, fiber.StatusOK, fiber.Map{"id": id.String(), "deletedAt": fmtTime(now)})
 }
 

@@ -36,8 +36,12 @@ type runView struct {
 	CancelRequestedAt *string         `json:"cancelRequestedAt"`
 	VideoURL          *string         `json:"videoUrl"`
 	Screenshots       []string        `json:"screenshots"`
-	CreatedAt         string          `json:"createdAt"`
-	UpdatedAt         string          `json:"updatedAt"`
+	// ArtifactWarnings say which artifacts could not be stored and why;
+	// ArtifactsExpiredAt when retention removed them.
+	ArtifactWarnings   []string `json:"artifactWarnings"`
+	ArtifactsExpiredAt *string  `json:"artifactsExpiredAt"`
+	CreatedAt          string   `json:"createdAt"`
+	UpdatedAt          string   `json:"updatedAt"`
 	// SelectorHealth is set by GET /runs/:id only (it reads the actions).
 	SelectorHealth *healthSummaryView `json:"selectorHealth,omitempty"`
 }
@@ -66,19 +70,32 @@ func newRunView(r *persistence.Run) runView {
 		TriggeredBy:       r.TriggeredBy,
 		CIMetadata:        r.CIMetadata,
 		CancelRequestedAt: fmtTimePtr(r.CancelRequestedAt),
-		VideoURL:          r.VideoPath,
-		Screenshots:       r.ScreenshotPaths,
 		CreatedAt:         fmtTime(r.CreatedAt),
 		UpdatedAt:         fmtTime(r.UpdatedAt),
 	}
+	v.ArtifactWarnings, v.ArtifactsExpiredAt = r.ArtifactWarnings, fmtTimePtr(r.ArtifactsExpiredAt)
 	if len(v.Options) == 0 {
 		v.Options = json.RawMessage("{}")
 	}
 	if len(v.CIMetadata) == 0 {
 		v.CIMetadata = nil
 	}
-	if v.Screenshots == nil {
-		v.Screenshots = []string{}
+	// Artifacts are API URLs, never paths on a worker's disk.
+	v.Screenshots = []string{}
+	for _, a := range r.Artifacts {
+		if a.Status != persistence.ArtifactStored {
+			continue
+		}
+		switch a.Kind {
+		case persistence.ArtifactVideo:
+			u := videoURL(v.ID)
+			v.VideoURL = &u
+		case persistence.ArtifactScreenshot:
+			v.Screenshots = append(v.Screenshots, screenshotURL(v.ID, a.Name))
+		}
+	}
+	if v.ArtifactWarnings == nil {
+		v.ArtifactWarnings = []string{}
 	}
 	if r.WorkerNode != "" {
 		w := r.WorkerNode
@@ -139,7 +156,11 @@ func newActionView(a *persistence.RunAction) actionView {
 		ActionID: a.ActionID, ActionType: a.ActionType, ActionIndex: a.ActionIndex, Status: a.Status,
 		StartedAt: fmtTimePtr(a.StartedAt), CompletedAt: fmtTimePtr(a.CompletedAt), DurationMs: a.DurationMs,
 		SelectorUsed: a.SelectorUsed, ErrorMessage: a.ErrorMessage, Reason: a.Reason,
-		Warnings: a.Warnings, ScreenshotURL: a.ScreenshotPath,
+		Warnings: a.Warnings,
+	}
+	if a.ScreenshotPath != nil {
+		u := screenshotURL(a.RunID.String(), artifactBaseName(*a.ScreenshotPath))
+		v.ScreenshotURL = &u
 	}
 	if v.Warnings == nil {
 		v.Warnings = []string{}

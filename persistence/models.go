@@ -126,9 +126,15 @@ type Run struct {
 	ErrorActionID     *string         `bun:"error_action_id"`
 	VideoPath         *string         `bun:"video_path"`
 	ScreenshotPaths   []string        `bun:"screenshot_paths,type:jsonb,notnull"`
-	CreatedAt         time.Time       `bun:"created_at,notnull,default:current_timestamp"`
-	UpdatedAt         time.Time       `bun:"updated_at,notnull,default:current_timestamp"`
-	DeletedAt         *time.Time      `bun:"deleted_at"`
+	// Artifacts are the run's files in the artifact store (artifacts.go).
+	Artifacts []Artifact `bun:"artifacts,type:jsonb,nullzero,notnull,default:'[]'"`
+	// ArtifactWarnings say which artifacts could not be stored and why.
+	ArtifactWarnings []string `bun:"artifact_warnings,type:jsonb,nullzero,notnull,default:'[]'"`
+	// ArtifactsExpiredAt is when retention removed the run's files.
+	ArtifactsExpiredAt *time.Time `bun:"artifacts_expired_at"`
+	CreatedAt          time.Time  `bun:"created_at,notnull,default:current_timestamp"`
+	UpdatedAt          time.Time  `bun:"updated_at,notnull,default:current_timestamp"`
+	DeletedAt          *time.Time `bun:"deleted_at"`
 }
 
 // RunAction is the result of one action of a run, keyed by (run_id, action_index).

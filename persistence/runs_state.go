@@ -221,6 +221,11 @@ type Outcome struct {
 	ErrorActionID   string
 	VideoPath       string
 	Screenshots     []string
+	// Artifacts, when not nil, are recorded on the run with
+	// ArtifactWarnings, and each action row is pointed at its screenshot's
+	// key (VideoPath and Screenshots are then keys too).
+	Artifacts        []Artifact
+	ArtifactWarnings []string
 	// Rows are action results not yet written (their own write failed or
 	// never happened); they are written with the outcome.
 	Rows []RunAction
@@ -289,6 +294,9 @@ func (s *Runs) Finish(ctx context.Context, id uuid.UUID, attempt int, o Outcome)
 			if err != nil {
 				return fmt.Errorf("write action %d of run %s: %w", r.ActionIndex, id, err)
 			}
+		}
+		if err := writeArtifacts(ctx, tx, id, o, now); err != nil {
+			return err
 		}
 		return settleRows(ctx, tx, id, o.Unsettled, now)
 	})

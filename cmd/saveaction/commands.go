@@ -167,7 +167,7 @@ func workerCmd(ctx context.Context, args []string) error {
 	if cfg.MetricsPort != 0 {
 		svcs = append(svcs, metricsServer(cfg, reg, log))
 	}
-	svcs = append(svcs, workerService(b, sys, reg, m, cfg.MetricsPort != 0), reconcilerService(b, m))
+	svcs = append(svcs, workerService(b, sys, reg, m, cfg.MetricsPort != 0), reconcilerService(b, m), retentionService(b))
 	return service.NewGroup(log, svcs...).Run(ctx)
 }
 
@@ -214,7 +214,7 @@ func devCmd(ctx context.Context, args []string, stdout io.Writer) error {
 		demo = demoServer(cfg, log)
 		svcs = append(svcs, demo)
 	}
-	svcs = append(svcs, workerService(b, sys, reg, m, false), reconcilerService(b, m), httpAPI)
+	svcs = append(svcs, workerService(b, sys, reg, m, false), reconcilerService(b, m), retentionService(b), httpAPI)
 	g := service.NewGroup(log, svcs...)
 	if err := g.Start(ctx); err != nil {
 		return err
@@ -235,4 +235,61 @@ SaveAction Runner is up (dev mode: API and worker in one process).
 Press Ctrl-C to stop.
 `, base, base, base, demoAddr, token, token, base)
 	return g.Wait(ctx)
+}
+
+// cleanupCmd runs one retention pass now and prints what it removed.
+func cleanupCmd(ctx context.Context, args []string, stdout io.Writer) error {
+	fs := flag.NewFlagSet("cleanup", flag.ContinueOnError)
+	olderThan := fs.String("older-than", "", "remove artifacts of runs finished longer ago than this, e.g. 720h or 0s (default ARTIFACT_RETENTION_DAYS)")
+	dryRun := fs.Bool("dry-run", false, "print what would be removed and remove nothing")
+	var cfgArgs, own []string
+	for _, a := range args {
+		if isConfigFlag(a) {
+			cfgArgs = append(cfgArgs, a)
+		} else {
+			own = append(own, a)
+		}
+	}
+	if err := fs.Parse(own); err != nil {
+		return err
+	}
+	cfg, _, err := loadConfig("cleanup", cfgArgs, nil)
+	if err != nil {
+		return err
+	}
+	age := cfg.ArtifactRetention
+	if age == 0 {
+		age = -1 // keep forever: orphans only
+	}
+	if *olderThan != "" {
+		if age, err = time.ParseDuration(*olderThan); err != nil || age < 0 {
+			return fmt.Errorf("--older-than=%q: must be a duration such as 720h or 0s", *olderThan)
+		}
+	}
+	log := newLogger(cfg, os.Stderr)
+	b, err := openBackends(ctx, cfg, log, true)
+	if err != nil {
+		return err
+	}
+	defer b.Close()
+	rep, err := newRetention(b).Once(ctx, age, *dryRun)
+	if err != nil {
+		return err
+	}
+	if rep.Skipped {
+		return errors.New("another node is running retention now (its Redis lock is held); try again later")
+	}
+	verb := "removed"
+	if rep.DryRun {
+		verb = "would remove"
+	}
+	for _, k := range rep.Keys {
+		fmt.Fprintf(stdout, "%s %s\n", verb, k)
+	}
+	fmt.Fprintf(stdout, "%s %d files (%d bytes) of %d expired runs and %d orphans from the %s store; %d failed\n",
+		verb, rep.Files, rep.Bytes, rep.Runs, rep.Orphans, b.store.Kind(), rep.Failed)
+	if rep.Failed > 0 {
+		return fmt.Errorf("%d files could not be removed (see the log); the next pass retries them", rep.Failed)
+	}
+	return nil
 }

@@ -13,7 +13,11 @@ import (
 	"strings"
 	"time"
 
+	"github.com/robfig/cron/v3"
 	"github.com/saveaction/runner/netguard"
+
+	"github.com/saveaction/runner/actors"
+	"github.com/saveaction/runner/artifacts"
 )
 
 // Config is the service configuration, read from the environment; every
@@ -55,6 +59,17 @@ type Config struct {
 	RunBlockedEndpoints []netip.AddrPort
 	RunAllowedHosts     []string // RUN_ALLOWED_HOSTS: when set, the only hosts runs may reach
 	RunMaxDownloadMB    int      // RUN_MAX_DOWNLOAD_MB (100): what one run may download
+	// Artifacts (DESIGN.md rule 9).
+	ArtifactStore      string        // ARTIFACT_STORE: a folder (./storage/artifacts) or s3://bucket/prefix
+	S3Endpoint         string        // S3_ENDPOINT: host:port or URL ("" = AWS)
+	S3Region           string        // S3_REGION
+	S3AccessKey        string        // AWS_ACCESS_KEY_ID
+	S3SecretKey        string        // AWS_SECRET_ACCESS_KEY
+	S3PathStyle        bool          // S3_FORCE_PATH_STYLE (false; MinIO and most self-hosted servers need true)
+	ArtifactRetention  time.Duration // ARTIFACT_RETENTION_DAYS (30; 0 = keep forever)
+	RetentionSchedule  cron.Schedule // RETENTION_SCHEDULE (cron, UTC; daily 03:00)
+	RetentionSpec      string
+	ArtifactLinkSecret string // ARTIFACT_LINK_SECRET (signs artifact links; generated and logged as a warning if unset)
 }
 
 // configVars lists every variable with its default.
@@ -88,6 +103,15 @@ var configDefaults = map[string]string{
 	"RUN_BLOCKED_NETWORKS":    "169.254.0.0/16,fe80::/10",
 	"RUN_ALLOWED_HOSTS":       "",
 	"RUN_MAX_DOWNLOAD_MB":     "100",
+	"ARTIFACT_STORE":          "./storage/artifacts",
+	"S3_ENDPOINT":             "",
+	"S3_REGION":               "",
+	"AWS_ACCESS_KEY_ID":       "",
+	"AWS_SECRET_ACCESS_KEY":   "",
+	"S3_FORCE_PATH_STYLE":     "false",
+	"ARTIFACT_RETENTION_DAYS": "30",
+	"RETENTION_SCHEDULE":      actors.DefaultRetentionSchedule,
+	"ARTIFACT_LINK_SECRET":    "",
 }
 
 // loadConfig reads the environment, then flags of the same names from args.
@@ -119,21 +143,29 @@ func loadConfig(name string, args []string, overrides map[string]string) (*Confi
 	}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 	c := &Config{
-		DatabaseURL:       vals["DATABASE_URL"],
-		RedisURL:          vals["REDIS_URL"],
-		RedisPrefix:       vals["REDIS_PREFIX"],
-		Host:              vals["HOST"],
-		WorkerName:        vals["WORKER_NAME"],
-		LogFormat:         vals["LOG_FORMAT"],
-		VideoStoragePath:  vals["VIDEO_STORAGE_PATH"],
-		ScreenshotStorage: vals["SCREENSHOT_STORAGE_PATH"],
-		FilesPath:         vals["FILES_PATH"],
-		ChromeBin:         vals["CHROME_BIN"],
-		ClusterProvider:   vals["CLUSTER_PROVIDER"],
-		ActorHost:         vals["ACTOR_HOST"],
-		ActorAdvertised:   vals["ACTOR_ADVERTISED_HOST"],
+		DatabaseURL:        vals["DATABASE_URL"],
+		RedisURL:           vals["REDIS_URL"],
+		RedisPrefix:        vals["REDIS_PREFIX"],
+		Host:               vals["HOST"],
+		WorkerName:         vals["WORKER_NAME"],
+		LogFormat:          vals["LOG_FORMAT"],
+		VideoStoragePath:   vals["VIDEO_STORAGE_PATH"],
+		ScreenshotStorage:  vals["SCREENSHOT_STORAGE_PATH"],
+		FilesPath:          vals["FILES_PATH"],
+		ChromeBin:          vals["CHROME_BIN"],
+		ClusterProvider:    vals["CLUSTER_PROVIDER"],
+		ActorHost:          vals["ACTOR_HOST"],
+		ActorAdvertised:    vals["ACTOR_ADVERTISED_HOST"],
+		ArtifactStore:      strings.TrimSpace(vals["ARTIFACT_STORE"]),
+		S3Endpoint:         strings.TrimSpace(vals["S3_ENDPOINT"]),
+		S3Region:           strings.TrimSpace(vals["S3_REGION"]),
+		S3AccessKey:        vals["AWS_ACCESS_KEY_ID"],
+		S3SecretKey:        vals["AWS_SECRET_ACCESS_KEY"],
+		RetentionSpec:      strings.TrimSpace(vals["RETENTION_SCHEDULE"]),
+		ArtifactLinkSecret: vals["ARTIFACT_LINK_SECRET"],
 	}
 	var errs []error
+	var err error
 	intVar := func(key string, min, max int) int {
 		n, err := strconv.Atoi(strings.TrimSpace(vals[key]))
 		if err != nil || n < min || n > max {
@@ -172,6 +204,23 @@ func loadConfig(name string, args []string, overrides map[string]string) (*Confi
 			continue
 		}
 		c.RunAllowedHosts = append(c.RunAllowedHosts, h)
+	}
+	c.ArtifactRetention = time.Duration(intVar("ARTIFACT_RETENTION_DAYS", 0, 36500)) * 24 * time.Hour
+	if c.S3PathStyle, err = strconv.ParseBool(strings.TrimSpace(vals["S3_FORCE_PATH_STYLE"])); err != nil {
+		errs = append(errs, fmt.Errorf("S3_FORCE_PATH_STYLE=%q: must be true or false", vals["S3_FORCE_PATH_STYLE"]))
+	}
+	if c.RetentionSchedule, err = actors.ParseSchedule(c.RetentionSpec); err != nil {
+		errs = append(errs, fmt.Errorf("RETENTION_SCHEDULE=%q: must be a cron expression such as \"0 3 * * *\": %w", c.RetentionSpec, err))
+	}
+	switch {
+	case c.ArtifactStore == "":
+		errs = append(errs, errors.New(`ARTIFACT_STORE="": must be a folder or s3://bucket/prefix`))
+	case artifacts.IsS3(c.ArtifactStore):
+		if _, _, perr := artifacts.ParseS3URL(c.ArtifactStore); perr != nil {
+			errs = append(errs, fmt.Errorf("ARTIFACT_STORE: %w", perr))
+		}
+	case strings.Contains(c.ArtifactStore, "://"):
+		errs = append(errs, fmt.Errorf("ARTIFACT_STORE=%q: must be a folder or s3://bucket/prefix", c.ArtifactStore))
 	}
 	if c.WorkerName == "" {
 		c.WorkerName = defaultWorkerName()

@@ -98,7 +98,7 @@ func startDev(t *testing.T, extraEnv ...string) *devNode {
 		"WORKER_NAME=e2e-"+id, "LOG_FORMAT=json", "LOG_LEVEL=info", "RATE_LIMIT_PER_MINUTE=1000000",
 		"VIDEO_STORAGE_PATH="+filepath.Join(storage, "videos"),
 		"SCREENSHOT_STORAGE_PATH="+filepath.Join(storage, "screenshots"),
-		"FILES_PATH="+filepath.Join(storage, "files"))
+		"FILES_PATH="+filepath.Join(storage, "files"), "ARTIFACT_STORE="+filepath.Join(storage, "artifacts"))
 	cmd.Env = append(cmd.Env, extraEnv...)
 	cmd.Stderr = n.logs
 	stdout, err := cmd.StdoutPipe()

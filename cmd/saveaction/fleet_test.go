@@ -70,7 +70,7 @@ func newFleet(t *testing.T, extraEnv ...string) *fleet {
 	f.env = append(os.Environ(), "DATABASE_URL="+f.dsn, "REDIS_URL="+redistest.URL(), "REDIS_PREFIX="+f.prefix, "LOG_FORMAT=json",
 		"VIDEO_STORAGE_PATH="+filepath.Join(storage, "videos"),
 		"SCREENSHOT_STORAGE_PATH="+filepath.Join(storage, "screenshots"),
-		"FILES_PATH="+filepath.Join(storage, "files"), "METRICS_PORT=0",
+		"FILES_PATH="+filepath.Join(storage, "files"), "ARTIFACT_STORE="+filepath.Join(storage, "artifacts"), "METRICS_PORT=0",
 		"RATE_LIMIT_PER_MINUTE=1000000") // the tests poll hard
 	f.env = append(f.env, extraEnv...)
 	t.Cleanup(f.cleanup)

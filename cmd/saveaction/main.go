@@ -26,6 +26,8 @@ Usage:
   saveaction run [flags] FILE... replay recordings locally (no database, no Redis)
   saveaction submit [--wait] [--junit FILE] FILE...
                                  upload recordings to a server, run them there and (--wait) follow them live
+  saveaction cleanup [--older-than DURATION] [--dry-run]
+                                 one artifact retention pass now; prints what it removed
   saveaction version
 
 Configuration comes from the environment (DATABASE_URL, REDIS_URL, PORT, WORKER_CONCURRENCY, ...),
@@ -61,6 +63,8 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		return runCmd(ctx, rest, stdout, stderr)
 	case "submit":
 		return submitCmd(ctx, rest, stdout, stderr)
+	case "cleanup":
+		err = cleanupCmd(ctx, rest, stdout)
 	case "version", "--version":
 		fmt.Fprintln(stdout, "saveaction", version)
 		return 0

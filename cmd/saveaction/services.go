@@ -28,6 +28,7 @@ import (
 	"github.com/uptrace/bun/dialect/pgdialect"
 
 	"github.com/saveaction/runner/actors"
+	"github.com/saveaction/runner/artifacts"
 	"github.com/saveaction/runner/browser"
 	"github.com/saveaction/runner/examples"
 	api "github.com/saveaction/runner/http"
@@ -94,6 +95,7 @@ type backends struct {
 	// holds one connection in a blocking read, so they get a pool of their
 	// own rather than starve the rate limiter's.
 	eventsRDB *redis.Client
+	store artifacts.Store
 }
 
 // eventsPoolSize bounds the runs one API node can stream at once.
@@ -109,6 +111,10 @@ func openBackends(ctx context.Context, cfg *Config, log *slog.Logger, mustReach 
 	opt, err := redis.ParseURL(cfg.RedisURL)
 	if err != nil {
 		return nil, fmt.Errorf("REDIS_URL: %w", err)
+	}
+	store, err := openArtifactStore(cfg)
+	if err != nil {
+		return nil, err
 	}
 	db, err := persistence.Open(ctx, cfg.DatabaseURL)
 	if err != nil && (mustReach || !persistence.IsUnavailable(err)) {
@@ -138,7 +144,33 @@ func openBackends(ctx context.Context, cfg *Config, log *slog.Logger, mustReach 
 	eopt.PoolSize = eventsPoolSize
 	return &backends{cfg: cfg, log: log, db: db, rdb: rdb,
 		queue: queue.New(rdb, cfg.RedisPrefix), runs: &persistence.Runs{DB: db},
-		events: events, eventsRDB: redis.NewClient(&eopt)}, nil
+		events: events, eventsRDB: redis.NewClient(&eopt), store: store}, nil
+}
+
+// openArtifactStore is the store ARTIFACT_STORE names. It does not contact
+// a bucket: a store that is down shows per upload (recorded on the run)
+// and per download (503), never as a node that will not start.
+func openArtifactStore(cfg *Config) (artifacts.Store, error) {
+	s, err := artifacts.Open(artifacts.Config{Store: cfg.ArtifactStore, S3: artifacts.S3Config{
+		Endpoint: cfg.S3Endpoint, Region: cfg.S3Region, AccessKey: cfg.S3AccessKey, SecretKey: cfg.S3SecretKey,
+		PathStyle: cfg.S3PathStyle,
+	}})
+	if err != nil {
+		return nil, fmt.Errorf("ARTIFACT_STORE: %w", err)
+	}
+	return s, nil
+}
+
+// artifactLinkSecret is ARTIFACT_LINK_SECRET, or a random one of this
+// process with a warning: links then work on this node until it restarts.
+func artifactLinkSecret(cfg *Config, log *slog.Logger) []byte {
+	if cfg.ArtifactLinkSecret != "" {
+		return []byte(cfg.ArtifactLinkSecret)
+	}
+	b := make([]byte, 32)
+	_, _ = rand.Read(b)
+	log.Warn("ARTIFACT_LINK_SECRET is not set: signed artifact links use a random secret and work only on this API node until it restarts; set the same secret on every API node")
+	return b
 }
 
 // lazyDB is a handle on a PostgreSQL that does not answer yet: the pool
@@ -194,6 +226,8 @@ func apiServer(b *backends, canceller api.Canceller, reg *prometheus.Registry) (
 		Version:            version,
 		RateLimitPerMinute: b.cfg.RateLimitPerMinute,
 		BrowsersAvailable:  []string{"chromium"},
+		Artifacts:          b.store,
+		ArtifactLinkSecret: artifactLinkSecret(b.cfg, b.log),
 	})
 	if err != nil {
 		stopStreams()
@@ -300,6 +334,7 @@ func workerService(b *backends, sys *actor.ActorSystem, reg prometheus.Registere
 				Worker: cfg.WorkerName, Concurrency: cfg.WorkerConcurrency, Lease: cfg.Lease,
 				ScreenshotDir: cfg.ScreenshotStorage, VideoDir: cfg.VideoStoragePath, FilesDir: cfg.FilesPath,
 				Events: b.events,
+				Artifacts: b.store,
 			})
 			if err != nil {
 				pool.Close()
@@ -326,6 +361,21 @@ func reconcilerService(b *backends, m *actors.Metrics) service.Service {
 		Owner: b.cfg.WorkerName, Lease: b.cfg.Lease, Log: b.log, Metrics: m}
 	return service.New("reconciler", service.Funcs{
 		Run: func(ctx context.Context) error { rec.Run(ctx); return nil },
+	})
+}
+
+// newRetention is the artifact retention of this node's configuration.
+func newRetention(b *backends) *actors.Retention {
+	return &actors.Retention{Runs: b.runs, Store: b.store, Redis: b.rdb, LockKey: b.cfg.RedisPrefix + "retention:lock",
+		Owner: b.cfg.WorkerName, MaxAge: b.cfg.ArtifactRetention, Schedule: b.cfg.RetentionSchedule, Log: b.log}
+}
+
+// retentionService removes expired artifacts and orphans on
+// RETENTION_SCHEDULE (one node at a time, under a Redis lock).
+func retentionService(b *backends) service.Service {
+	r := newRetention(b)
+	return service.New("artifact retention", service.Funcs{
+		Run: func(ctx context.Context) error { r.Run(ctx); return nil },
 	})
 }
 
