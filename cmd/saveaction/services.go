@@ -95,7 +95,7 @@ type backends struct {
 	// holds one connection in a blocking read, so they get a pool of their
 	// own rather than starve the rate limiter's.
 	eventsRDB *redis.Client
-	store artifacts.Store
+	store     artifacts.Store
 }
 
 // eventsPoolSize bounds the runs one API node can stream at once.
@@ -333,7 +333,7 @@ func workerService(b *backends, sys *actor.ActorSystem, reg prometheus.Registere
 				System: sys, Runs: b.runs, Queue: b.queue, Pool: pool, Log: b.log, Metrics: m,
 				Worker: cfg.WorkerName, Concurrency: cfg.WorkerConcurrency, Lease: cfg.Lease,
 				ScreenshotDir: cfg.ScreenshotStorage, VideoDir: cfg.VideoStoragePath, FilesDir: cfg.FilesPath,
-				Events: b.events,
+				Events:    b.events,
 				Artifacts: b.store,
 			})
 			if err != nil {
