@@ -60,7 +60,9 @@ var ErrTokenNotFound = errors.New("token not found")
 var ErrTokenInvalid = errors.New("invalid token")
 
 // IsValidScope reports whether s is one of KnownScopes.
-func IsValidScope(s string) bool { return slices.Contains(AllScopes, s) || slices.Contains(FleetScopes, s) }
+func IsValidScope(s string) bool {
+	return slices.Contains(AllScopes, s) || slices.Contains(FleetScopes, s)
+}
 
 // ParseScopes reads a comma-separated scope list ("runs:read,runs:execute").
 // Spaces around names are ignored and repeats dropped; an unknown name is an
