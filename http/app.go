@@ -82,6 +82,9 @@ type Config struct {
 	BrowsersAvailable []string
 	// Now is the clock. Nil means time.Now.
 	Now func() time.Time
+	// Fleet reaches the worker nodes (GET /workers, drain, resume). Nil
+	// means this node sees none.
+	Fleet Fleet
 }
 
 // server is the state the handlers share; it is built once by New and
@@ -100,6 +103,7 @@ type server struct {
 	rateLimit  int
 	browsers   []string
 	clock      func() time.Time
+	fleet      Fleet
 	// limiterOffUntil (unix ns) pauses the shared (Redis) rate limiting
 	// after a Redis failure; local counts in the meantime.
 	limiterOffUntil atomic.Int64
@@ -128,6 +132,7 @@ func New(cfg Config) (*fiber.App, error) {
 		rateLimit:  cfg.RateLimitPerMinute,
 		browsers:   append([]string(nil), cfg.BrowsersAvailable...),
 		clock:      cfg.Now,
+		fleet:      cfg.Fleet,
 	}
 	if s.log == nil {
 		s.log = slog.Default()
@@ -204,4 +209,8 @@ func (s *server) routes(app *fiber.App) {
 	v1.Post("/runs/:id/cancel", s.guard(persistence.ScopeRunsExecute), s.cancelRun)
 	v1.Post("/runs/:id/retry", s.guard(persistence.ScopeRunsExecute), s.retryRun)
 	v1.Delete("/runs/:id", s.guard(persistence.ScopeRunsExecute), s.deleteRun)
+
+	v1.Get("/workers", s.guard(persistence.ScopeWorkersRead), s.listWorkers)
+	v1.Post("/workers/:name/drain", s.guard(persistence.ScopeWorkersManage), s.drainWorker)
+	v1.Post("/workers/:name/resume", s.guard(persistence.ScopeWorkersManage), s.resumeWorker)
 }

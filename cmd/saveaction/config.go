@@ -10,38 +10,41 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/saveaction/runner/cluster"
 )
 
 // Config is the service configuration, read from the environment; every
 // variable has a flag of the same name that overrides it.
 type Config struct {
-	DatabaseURL          string        // DATABASE_URL
-	RedisURL             string        // REDIS_URL
-	RedisPrefix          string        // REDIS_PREFIX: key prefix of every Redis key (default "sa:")
-	Port                 int           // PORT (3001)
-	Host                 string        // HOST ("0.0.0.0"; dev: 127.0.0.1)
-	WorkerConcurrency    int           // WORKER_CONCURRENCY (3, 1-10)
-	WorkerName           string        // WORKER_NAME (<host>-<pid>-<random>: unique per node)
-	LogLevel             slog.Level    // LOG_LEVEL (info)
-	LogFormat            string        // LOG_FORMAT (json|text; text on a terminal)
-	VideoStoragePath     string        // VIDEO_STORAGE_PATH (./storage/videos)
-	ScreenshotStorage    string        // SCREENSHOT_STORAGE_PATH (./storage/screenshots)
-	FilesPath            string        // FILES_PATH: folder of file-input uploads (./storage/files)
-	ChromeBin            string        // CHROME_BIN (found on PATH otherwise)
-	Lease                time.Duration // LEASE_SECONDS (30)
-	ShutdownGrace        time.Duration // SHUTDOWN_GRACE_SECONDS (30)
-	RateLimitPerMinute   int           // RATE_LIMIT_PER_MINUTE (600)
-	MetricsPort          int           // METRICS_PORT (worker; 9464, 0 = off)
-	MetricsPortExplicit  bool          // METRICS_PORT was set: a taken port stops start-up instead of falling back
-	ClusterProvider      string        // CLUSTER_PROVIDER (only "" or none: no provider is built in)
-	ClusterHosts         []string      // CLUSTER_HOSTS (comma list; unused until a provider is)
-	ActorHost            string        // ACTOR_HOST (127.0.0.1)
-	ActorPort            int           // ACTOR_PORT (0 = pick a free port)
-	ActorAdvertised      string        // ACTOR_ADVERTISED_HOST (host:port other nodes use; "" = as listened)
-	DemoPort             int           // DEMO_PORT (dev only: the examples/ demo site, 3002)
-	BrowserMaxRuns       int           // BROWSER_MAX_RUNS (50)
-	BrowserMaxAgeMinutes int           // BROWSER_MAX_AGE_MINUTES (30)
-	BrowserMaxRSSMB      int           // BROWSER_MAX_RSS_MB (1024; 0 = no ceiling)
+	DatabaseURL          string         // DATABASE_URL
+	RedisURL             string         // REDIS_URL
+	RedisPrefix          string         // REDIS_PREFIX: key prefix of every Redis key (default "sa:")
+	Port                 int            // PORT (3001)
+	Host                 string         // HOST ("0.0.0.0"; dev: 127.0.0.1)
+	WorkerConcurrency    int            // WORKER_CONCURRENCY (3, 1-10)
+	WorkerName           string         // WORKER_NAME (<host>-<pid>-<random>: unique per node)
+	LogLevel             slog.Level     // LOG_LEVEL (info)
+	LogFormat            string         // LOG_FORMAT (json|text; text on a terminal)
+	VideoStoragePath     string         // VIDEO_STORAGE_PATH (./storage/videos)
+	ScreenshotStorage    string         // SCREENSHOT_STORAGE_PATH (./storage/screenshots)
+	FilesPath            string         // FILES_PATH: folder of file-input uploads (./storage/files)
+	ChromeBin            string         // CHROME_BIN (found on PATH otherwise)
+	Lease                time.Duration  // LEASE_SECONDS (30)
+	ShutdownGrace        time.Duration  // SHUTDOWN_GRACE_SECONDS (30)
+	RateLimitPerMinute   int            // RATE_LIMIT_PER_MINUTE (600)
+	MetricsPort          int            // METRICS_PORT (worker; 9464, 0 = off)
+	MetricsPortExplicit  bool           // METRICS_PORT was set: a taken port stops start-up instead of falling back
+	ClusterProvider      string         // CLUSTER_PROVIDER (none|automanaged|etcd|k8s; none: the node runs alone)
+	ClusterHosts         []string       // CLUSTER_HOSTS (automanaged: every node's host:port, comma list)
+	Cluster              cluster.Config // CLUSTER_* as one value
+	ActorHost            string         // ACTOR_HOST (127.0.0.1)
+	ActorPort            int            // ACTOR_PORT (0 = pick a free port)
+	ActorAdvertised      string         // ACTOR_ADVERTISED_HOST (host:port other nodes use; "" = as listened)
+	DemoPort             int            // DEMO_PORT (dev only: the examples/ demo site, 3002)
+	BrowserMaxRuns       int            // BROWSER_MAX_RUNS (50)
+	BrowserMaxAgeMinutes int            // BROWSER_MAX_AGE_MINUTES (30)
+	BrowserMaxRSSMB      int            // BROWSER_MAX_RSS_MB (1024; 0 = no ceiling)
 }
 
 // configVars lists every variable with its default.
@@ -63,8 +66,11 @@ var configDefaults = map[string]string{
 	"SHUTDOWN_GRACE_SECONDS":  "30",
 	"RATE_LIMIT_PER_MINUTE":   "600",
 	"METRICS_PORT":            "9464",
-	"CLUSTER_PROVIDER":        "",
+	"CLUSTER_PROVIDER":        "none",
+	"CLUSTER_NAME":            "saveaction",
 	"CLUSTER_HOSTS":           "",
+	"CLUSTER_PORT":            "0",
+	"CLUSTER_ETCD_ENDPOINTS":  "",
 	"ACTOR_HOST":              "127.0.0.1",
 	"ACTOR_PORT":              "0",
 	"ACTOR_ADVERTISED_HOST":   "",
@@ -154,20 +160,30 @@ func loadConfig(name string, args []string, overrides map[string]string) (*Confi
 	if u, err := url.Parse(c.RedisURL); err != nil || (u.Scheme != "redis" && u.Scheme != "rediss") {
 		errs = append(errs, fmt.Errorf("REDIS_URL=%q: must be a redis:// URL", c.RedisURL))
 	}
-	switch c.ClusterProvider {
-	case "", "none":
-	default:
-		// Nodes reach each other through the actor address recorded on each
-		// run (protoactor remote); no cluster membership provider is built in.
-		errs = append(errs, fmt.Errorf("CLUSTER_PROVIDER=%q: no cluster provider is built in; leave it empty (nodes talk through the actor addresses recorded on runs)", c.ClusterProvider))
+	c.ClusterHosts = commaList(vals["CLUSTER_HOSTS"])
+	c.Cluster = cluster.Config{
+		Provider:      strings.TrimSpace(c.ClusterProvider),
+		Name:          strings.TrimSpace(vals["CLUSTER_NAME"]),
+		Hosts:         c.ClusterHosts,
+		Port:          intVar("CLUSTER_PORT", 0, 65535),
+		EtcdEndpoints: commaList(vals["CLUSTER_ETCD_ENDPOINTS"]),
 	}
-	if h := strings.TrimSpace(vals["CLUSTER_HOSTS"]); h != "" {
-		for _, p := range strings.Split(h, ",") {
-			c.ClusterHosts = append(c.ClusterHosts, strings.TrimSpace(p))
-		}
+	if err := c.Cluster.Validate(); err != nil {
+		errs = append(errs, err)
 	}
 	if len(errs) > 0 {
 		return nil, nil, fmt.Errorf("invalid configuration: %w", errors.Join(errs...))
 	}
 	return c, fs.Args(), nil
+}
+
+// commaList splits a comma-separated setting, dropping blanks.
+func commaList(v string) []string {
+	var out []string
+	for _, p := range strings.Split(v, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
 }

@@ -13,6 +13,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -29,6 +30,7 @@ import (
 
 	"github.com/saveaction/runner/actors"
 	"github.com/saveaction/runner/browser"
+	"github.com/saveaction/runner/cluster"
 	"github.com/saveaction/runner/examples"
 	api "github.com/saveaction/runner/http"
 	"github.com/saveaction/runner/persistence"
@@ -155,7 +157,7 @@ func (l redisLogger) Printf(ctx context.Context, format string, v ...any) {
 }
 
 // apiServer is the REST API as a component.
-func apiServer(b *backends, canceller api.Canceller, reg *prometheus.Registry) (*service.Server, error) {
+func apiServer(b *backends, canceller api.Canceller, reg *prometheus.Registry, fleet api.Fleet) (*service.Server, error) {
 	app, err := api.New(api.Config{
 		DB:                 b.db,
 		Dispatcher:         b.queue,
@@ -167,6 +169,7 @@ func apiServer(b *backends, canceller api.Canceller, reg *prometheus.Registry) (
 		Version:            version,
 		RateLimitPerMinute: b.cfg.RateLimitPerMinute,
 		BrowsersAvailable:  []string{"chromium"},
+		Fleet:              fleet,
 	})
 	if err != nil {
 		return nil, err
@@ -221,7 +224,7 @@ func remoteService(sys *actor.ActorSystem, cfg *Config, log *slog.Logger) servic
 // workerService is the coordinator with its browser pool: started, it
 // pulls runs; stopped, it drains within the shutdown grace and hands the
 // rest back (DESIGN.md rule 6), then closes every browser.
-func workerService(b *backends, sys *actor.ActorSystem, m *actors.Metrics) service.Service {
+func workerService(b *backends, sys *actor.ActorSystem, m *actors.Metrics, started *atomic.Pointer[actors.Worker]) service.Service {
 	cfg := b.cfg
 	var (
 		pool *actors.Pool
@@ -258,19 +261,21 @@ func workerService(b *backends, sys *actor.ActorSystem, m *actors.Metrics) servi
 			var err error
 			w, err = actors.StartWorker(ctx, actors.Deps{
 				System: sys, Runs: b.runs, Queue: b.queue, Pool: pool, Log: b.log, Metrics: m,
-				Worker: cfg.WorkerName, Concurrency: cfg.WorkerConcurrency, Lease: cfg.Lease,
+				Worker: cfg.WorkerName, Version: version, Concurrency: cfg.WorkerConcurrency, Lease: cfg.Lease,
 				ScreenshotDir: cfg.ScreenshotStorage, VideoDir: cfg.VideoStoragePath, FilesDir: cfg.FilesPath,
 			})
 			if err != nil {
 				pool.Close()
 				return err
 			}
+			started.Store(w)
 			b.log.Info("worker started", "worker", cfg.WorkerName, "concurrency", cfg.WorkerConcurrency, "chromium", bin)
 			return nil
 		},
 		Stop: func(ctx context.Context) error {
 			b.log.Info("shutting down worker", "grace", cfg.ShutdownGrace)
 			err := w.Shutdown(ctx, cfg.ShutdownGrace)
+			started.Store(nil)
 			pool.Close()
 			return err
 		},
@@ -282,10 +287,37 @@ func workerService(b *backends, sys *actor.ActorSystem, m *actors.Metrics) servi
 // reconcilerService is the loop that re-dispatches runs whose stream
 // entries were lost (one node at a time, under a Redis lock).
 func reconcilerService(b *backends, m *actors.Metrics) service.Service {
-	rec := &actors.Reconciler{Runs: b.runs, Queue: b.queue, Redis: b.rdb, LockKey: b.cfg.RedisPrefix + "reconciler:lock",
-		Owner: b.cfg.WorkerName, Lease: b.cfg.Lease, Log: b.log, Metrics: m}
+	rec := newReconciler(b, m)
 	return service.New("reconciler", service.Funcs{
 		Run: func(ctx context.Context) error { rec.Run(ctx); return nil },
+	})
+}
+
+func newReconciler(b *backends, m *actors.Metrics) *actors.Reconciler {
+	return &actors.Reconciler{Runs: b.runs, Queue: b.queue, Redis: b.rdb, LockKey: b.cfg.RedisPrefix + "reconciler:lock",
+		Owner: b.cfg.WorkerName, Lease: b.cfg.Lease, Log: b.log, Metrics: m}
+}
+
+// clusterService is this node's cluster membership, which also starts the
+// actor remote (in place of remoteService). A worker is a member: when
+// another worker leaves, its pending runs are claimed at once, and the
+// reconciler runs as the cluster's one maintenance identity. An API node
+// (worker nil) is a client that sees the members for the fleet view.
+func clusterService(cfg *Config, sys *actor.ActorSystem, log *slog.Logger, worker *atomic.Pointer[actors.Worker], maintenance func(context.Context)) (*cluster.Node, service.Service) {
+	opts := cluster.Options{Host: cfg.ActorHost, Port: cfg.ActorPort, Advertised: cfg.ActorAdvertised, Log: log}
+	if worker != nil {
+		opts.Worker = cfg.WorkerName
+		opts.Maintenance = maintenance
+		opts.OnLeft = func(name string) {
+			if w := worker.Load(); w != nil {
+				w.MemberLeft(name)
+			}
+		}
+	}
+	n := cluster.New(cfg.Cluster, sys, opts)
+	return n, service.New(n.Name(), service.Funcs{
+		Start: n.Start,
+		Stop:  n.Stop,
 	})
 }
 
