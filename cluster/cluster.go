@@ -184,10 +184,14 @@ func New(cfg Config, sys *actor.ActorSystem, opts Options) *Node {
 }
 
 // WorkerOf is the worker name in a member id ("" when it names none).
+// Providers may prefix the actor system's id (etcd: "cluster@id").
 func WorkerOf(memberID string) string {
 	w, _, ok := strings.Cut(memberID, idSep)
 	if !ok {
 		return ""
+	}
+	if i := strings.LastIndexByte(w, '@'); i >= 0 {
+		w = w[i+1:]
 	}
 	return w
 }
