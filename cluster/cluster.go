@@ -92,8 +92,10 @@ func (c Config) Validate() error {
 				errs = append(errs, fmt.Errorf("CLUSTER_HOSTS: %q is not host:port", h))
 			}
 		}
-		if c.Port <= 0 || c.Port > 65535 {
-			errs = append(errs, fmt.Errorf("CLUSTER_PORT=%d: required with CLUSTER_PROVIDER=automanaged (1-65535)", c.Port))
+		// CLUSTER_PORT is checked when a member starts: a client (API
+		// node) and the one-shot commands need none.
+		if c.Port < 0 || c.Port > 65535 {
+			errs = append(errs, fmt.Errorf("CLUSTER_PORT=%d: must be 1-65535", c.Port))
 		}
 	case ProviderEtcd:
 		if len(c.EtcdEndpoints) == 0 {
@@ -387,6 +389,9 @@ func (n *Node) apply(t *pcluster.ClusterTopology) {
 func (n *Node) newProvider() (pcluster.ClusterProvider, error) {
 	switch n.cfg.Provider {
 	case ProviderAutomanaged:
+		if n.opts.Worker != "" && n.cfg.Port == 0 {
+			return nil, errors.New("CLUSTER_PORT: required on a worker with CLUSTER_PROVIDER=automanaged (the port of this node in CLUSTER_HOSTS)")
+		}
 		if n.opts.Worker != "" {
 			// protoactor's automanaged server panics in a goroutine when its
 			// port is taken; find out first.

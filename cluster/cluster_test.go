@@ -25,7 +25,8 @@ func TestValidateNamesTheVariable(t *testing.T) {
 		{Config{Provider: "none"}, ""},
 		{Config{Provider: "etcd", Name: "x"}, "CLUSTER_ETCD_ENDPOINTS"},
 		{Config{Provider: "automanaged", Name: "x", Port: 1}, "CLUSTER_HOSTS"},
-		{Config{Provider: "automanaged", Name: "x", Hosts: []string{"a:1"}}, "CLUSTER_PORT"},
+		{Config{Provider: "automanaged", Name: "x", Hosts: []string{"a:1"}, Port: 70000}, "CLUSTER_PORT"},
+		{Config{Provider: "automanaged", Name: "x", Hosts: []string{"a:1"}}, ""}, // a client needs no port
 		{Config{Provider: "k8s", Name: ""}, "CLUSTER_NAME"},
 		{Config{Provider: "consul", Name: "x"}, "CLUSTER_PROVIDER"},
 	}

@@ -17,7 +17,7 @@ func TestClusterConfiguration(t *testing.T) {
 		{"unknown provider", map[string]string{"CLUSTER_PROVIDER": "zookeeper"}, "CLUSTER_PROVIDER"},
 		{"automanaged needs hosts", map[string]string{"CLUSTER_PROVIDER": "automanaged", "CLUSTER_PORT": "6330"}, "CLUSTER_HOSTS"},
 		{"automanaged hosts are host:port", map[string]string{"CLUSTER_PROVIDER": "automanaged", "CLUSTER_PORT": "6330", "CLUSTER_HOSTS": "a:1,b"}, "CLUSTER_HOSTS"},
-		{"automanaged needs a port", map[string]string{"CLUSTER_PROVIDER": "automanaged", "CLUSTER_HOSTS": "a:1"}, "CLUSTER_PORT"},
+		{"automanaged port in range", map[string]string{"CLUSTER_PROVIDER": "automanaged", "CLUSTER_HOSTS": "a:1", "CLUSTER_PORT": "70000"}, "CLUSTER_PORT"},
 		{"automanaged", map[string]string{"CLUSTER_PROVIDER": "automanaged", "CLUSTER_HOSTS": "127.0.0.1:6330, 127.0.0.1:6331", "CLUSTER_PORT": "6330"}, ""},
 		{"etcd needs endpoints", map[string]string{"CLUSTER_PROVIDER": "etcd"}, "CLUSTER_ETCD_ENDPOINTS"},
 		{"etcd needs a name", map[string]string{"CLUSTER_PROVIDER": "etcd", "CLUSTER_ETCD_ENDPOINTS": "http://127.0.0.1:2379", "CLUSTER_NAME": ""}, "CLUSTER_NAME"},
