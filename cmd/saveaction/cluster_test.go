@@ -210,3 +210,123 @@ func TestClusterKilledWorkersRunRestartsWithinSeconds(t *testing.T) {
 		})
 	}
 }
+
+// A worker frozen (SIGSTOP) past detection loses its run to a survivor;
+// thawed (SIGCONT), it finds its attempt fenced, writes nothing, and goes
+// on serving new runs.
+func TestClusterFrozenWorkerIsFencedAndServesAgain(t *testing.T) {
+	ct := newClusterTest(t, "etcd", 3, "LEASE_SECONDS=30")
+	names := []string{"fz-a", "fz-b", "fz-c"}
+	procs := map[string]*proc{}
+	for i, n := range names {
+		procs[n] = ct.worker(n, append(ct.workerEnv(i), "WORKER_CONCURRENCY=1")...)
+	}
+	ct.waitWorkers(60*time.Second, names...)
+	id := ct.createRun(ct.slowRecording(8), map[string]any{"timingMode": "realistic", "timeout": 5000})
+	r := ct.waitFor(id, 60*time.Second, "running", func(r runView) bool { return r.Status == "running" && r.WorkerNode != "" })
+	owner := r.WorkerNode
+	frozen := procs[owner]
+	if err := frozen.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	stoppedAt := time.Now()
+	t.Cleanup(func() { _ = frozen.cmd.Process.Signal(syscall.SIGCONT) })
+	r = ct.waitFor(id, 25*time.Second, "taken over by a survivor", func(r runView) bool {
+		return r.Attempt == 2 && r.WorkerNode != owner
+	})
+	t.Logf("frozen %s's run taken over by %s %s after SIGSTOP", owner, r.WorkerNode, time.Since(stoppedAt))
+	if err := frozen.cmd.Process.Signal(syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	run := ct.waitFor(id, 90*time.Second, "finished", func(r runView) bool { return persistence.IsTerminal(persistence.Status(r.Status)) })
+	if run.Status != "passed" || run.Attempt != 2 || run.WorkerNode == owner {
+		t.Fatalf("run = %+v, want passed once, as attempt 2, not on the frozen %s", run, owner)
+	}
+	acts := ct.actions(id)
+	if len(acts) != 8 {
+		t.Fatalf("%d action rows, want 8", len(acts))
+	}
+	for i, act := range acts {
+		if act.Status != "success" {
+			t.Errorf("action %d = %+v (a fenced write landed?)", i, act)
+		}
+	}
+	// The thawed node's lease renewal finds the attempt gone and stops it.
+	deadline := time.Now().Add(30 * time.Second)
+	for !strings.Contains(frozen.logs.String(), "its lease is lost") {
+		if time.Now().After(deadline) {
+			t.Fatalf("the thawed worker never stopped its fenced attempt")
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if frozen.exited(0) {
+		t.Fatal("the thawed worker exited")
+	}
+	// It serves new runs: drain the others, so only it may pull.
+	for _, n := range names {
+		if n != owner {
+			ct.ops.call("POST", "/api/v1/workers/"+n+"/drain", nil, 200, nil)
+		}
+	}
+	id2 := ct.createRun(ct.slowRecording(2), map[string]any{"timingMode": "instant"})
+	run2 := ct.waitFor(id2, 60*time.Second, "finished", func(r runView) bool { return persistence.IsTerminal(persistence.Status(r.Status)) })
+	if run2.Status != "passed" || run2.WorkerNode != owner {
+		t.Fatalf("new run = %+v, want passed on the thawed %s", run2, owner)
+	}
+	t.Logf("thawed %s in the fleet view again: %v", owner, slices.Contains(ct.view().names(), owner))
+}
+
+// Drain: a draining worker pulls nothing new, finishes its runs, stays up
+// and says so; a second drain is a no-op; resume undoes it; an unknown
+// name is 404; the default token may not see the fleet.
+func TestClusterDrainAndResume(t *testing.T) {
+	ct := newClusterTest(t, "automanaged", 2, "LEASE_SECONDS=30")
+	names := []string{"dr-a", "dr-b"}
+	for i, n := range names {
+		ct.worker(n, append(ct.workerEnv(i), "WORKER_CONCURRENCY=1")...)
+	}
+	ct.waitWorkers(60*time.Second, names...)
+	ct.api.call("GET", "/api/v1/workers", nil, 403, nil)
+	ct.ops.call("POST", "/api/v1/workers/no-such-worker/drain", nil, 404, nil)
+
+	id1 := ct.createRun(ct.slowRecording(5), map[string]any{"timingMode": "realistic", "timeout": 5000})
+	r1 := ct.waitFor(id1, 60*time.Second, "running", func(r runView) bool { return r.Status == "running" && r.WorkerNode != "" })
+	drained := r1.WorkerNode
+	other := names[0]
+	if other == drained {
+		other = names[1]
+	}
+	var w struct {
+		Name  string `json:"name"`
+		State string `json:"state"`
+		Runs  []string
+	}
+	for range 2 { // the second drain is a no-op
+		ct.ops.call("POST", "/api/v1/workers/"+drained+"/drain", nil, 200, &w)
+		if w.Name != drained || w.State != "draining" || !slices.Contains(w.Runs, id1) {
+			t.Fatalf("drain answered %+v", w)
+		}
+	}
+	// New runs go to the other worker only, one after the other.
+	id2 := ct.createRun(ct.slowRecording(2), map[string]any{"timingMode": "instant"})
+	id3 := ct.createRun(ct.slowRecording(2), map[string]any{"timingMode": "instant"})
+	for _, id := range []string{id2, id3} {
+		r := ct.waitFor(id, 90*time.Second, "finished", func(r runView) bool { return persistence.IsTerminal(persistence.Status(r.Status)) })
+		if r.Status != "passed" || r.WorkerNode != other {
+			t.Fatalf("run during the drain = %+v, want passed on %s", r, other)
+		}
+	}
+	run1 := ct.waitFor(id1, 90*time.Second, "finished", func(r runView) bool { return persistence.IsTerminal(persistence.Status(r.Status)) })
+	if run1.Status != "passed" || run1.WorkerNode != drained || run1.Attempt != 1 {
+		t.Fatalf("the draining worker's run = %+v, want passed there as attempt 1", run1)
+	}
+	for _, v := range ct.view().Workers {
+		if v.Name == drained && (v.State != "draining" || v.Busy != 0) {
+			t.Fatalf("drained worker after its run: %+v", v)
+		}
+	}
+	ct.ops.call("POST", "/api/v1/workers/"+drained+"/resume", nil, 200, &w)
+	if w.State != "active" {
+		t.Fatalf("resume answered %+v", w)
+	}
+}
