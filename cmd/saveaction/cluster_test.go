@@ -330,3 +330,52 @@ func TestClusterDrainAndResume(t *testing.T) {
 		t.Fatalf("resume answered %+v", w)
 	}
 }
+
+// The maintenance singleton (the reconciler) runs on exactly one member and
+// moves to a survivor when its node is killed.
+func TestClusterMaintenanceSingletonMoves(t *testing.T) {
+	ct := newClusterTest(t, "automanaged", 3, "LEASE_SECONDS=30")
+	names := []string{"ms-a", "ms-b", "ms-c"}
+	procs := map[string]*proc{}
+	for i, n := range names {
+		procs[n] = ct.worker(n, ct.workerEnv(i)...)
+	}
+	ct.waitWorkers(60*time.Second, names...)
+	const here = "maintenance singleton runs here"
+	holders := func(among []string) []string {
+		var out []string
+		for _, n := range among {
+			if strings.Contains(procs[n].logs.String(), here) {
+				out = append(out, n)
+			}
+		}
+		return out
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for len(holders(names)) == 0 && time.Now().Before(deadline) {
+		time.Sleep(100 * time.Millisecond)
+	}
+	first := holders(names)
+	if len(first) != 1 {
+		t.Fatalf("maintenance runs on %v, want exactly one member", first)
+	}
+	if err := procs[first[0]].cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	killedAt := time.Now()
+	var survivors []string
+	for _, n := range names {
+		if n != first[0] {
+			survivors = append(survivors, n)
+		}
+	}
+	deadline = time.Now().Add(20 * time.Second)
+	for len(holders(survivors)) == 0 && time.Now().Before(deadline) {
+		time.Sleep(100 * time.Millisecond)
+	}
+	moved := holders(survivors)
+	if len(moved) != 1 {
+		t.Fatalf("after killing %s maintenance runs on %v, want exactly one survivor", first[0], moved)
+	}
+	t.Logf("maintenance moved from %s to %s %s after kill -9", first[0], moved[0], time.Since(killedAt))
+}
