@@ -66,6 +66,9 @@ type coordinator struct {
 	// undone.
 	paused    bool
 	startedAt time.Time
+	// stopRead ends the Redis read in flight (a drain must not be followed
+	// by a run the blocking pull delivers afterwards).
+	stopRead context.CancelFunc
 	timers    []scheduler.CancelFunc
 	// bg counts the Redis reads in flight, so stopping waits for them.
 	bg sync.WaitGroup
@@ -100,6 +103,7 @@ func (c *coordinator) Receive(ctx actor.Context) {
 		c.tryPull(ctx)
 	case *pulled:
 		c.reading = false
+		c.stopRead = nil
 		if msg.reclaim {
 			c.cursor = msg.cursor
 		}
@@ -126,6 +130,9 @@ func (c *coordinator) Receive(ctx actor.Context) {
 	case *SetDraining:
 		if c.paused != msg.Draining {
 			c.paused = msg.Draining
+			if c.paused && c.stopRead != nil {
+				c.stopRead()
+			}
 			c.d.Log.Info("operator drain", "worker", c.d.Worker, "draining", c.paused, "runs", len(c.children))
 		}
 		ctx.Respond(c.info(ctx))
@@ -194,10 +201,13 @@ func (c *coordinator) tryPull(ctx actor.Context) {
 	c.reading = true
 	reclaim := c.reclaimDue
 	c.reclaimDue = false
-	sys, self, pctx, cursor := ctx.ActorSystem(), ctx.Self(), c.ctx, c.cursor
+	sys, self, cursor := ctx.ActorSystem(), ctx.Self(), c.cursor
+	pctx, stop := context.WithCancel(c.ctx)
+	c.stopRead = stop
 	c.bg.Add(1)
 	go func() {
 		defer c.bg.Done()
+		defer stop()
 		var msg pulled
 		if reclaim {
 			msg.reclaim = true

@@ -53,7 +53,7 @@ func leftAt(procs []*proc, member string, after time.Time) (time.Time, bool) {
 }
 
 func measureKills(t *testing.T, provider string, kills int) {
-	ct := newClusterTest(t, provider, 3+kills, "LEASE_SECONDS=30")
+	ct := newClusterTest(t, provider, 3+kills+1, "LEASE_SECONDS=30")
 	live := map[string]*proc{}
 	next := 0
 	startWorker := func() string {
