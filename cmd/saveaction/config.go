@@ -17,34 +17,36 @@ import (
 // Config is the service configuration, read from the environment; every
 // variable has a flag of the same name that overrides it.
 type Config struct {
-	DatabaseURL          string         // DATABASE_URL
-	RedisURL             string         // REDIS_URL
-	RedisPrefix          string         // REDIS_PREFIX: key prefix of every Redis key (default "sa:")
-	Port                 int            // PORT (3001)
-	Host                 string         // HOST ("0.0.0.0"; dev: 127.0.0.1)
-	WorkerConcurrency    int            // WORKER_CONCURRENCY (3, 1-10)
-	WorkerName           string         // WORKER_NAME (<host>-<pid>-<random>: unique per node)
-	LogLevel             slog.Level     // LOG_LEVEL (info)
-	LogFormat            string         // LOG_FORMAT (json|text; text on a terminal)
-	VideoStoragePath     string         // VIDEO_STORAGE_PATH (./storage/videos)
-	ScreenshotStorage    string         // SCREENSHOT_STORAGE_PATH (./storage/screenshots)
-	FilesPath            string         // FILES_PATH: folder of file-input uploads (./storage/files)
-	ChromeBin            string         // CHROME_BIN (found on PATH otherwise)
-	Lease                time.Duration  // LEASE_SECONDS (30)
-	ShutdownGrace        time.Duration  // SHUTDOWN_GRACE_SECONDS (30)
-	RateLimitPerMinute   int            // RATE_LIMIT_PER_MINUTE (600)
-	MetricsPort          int            // METRICS_PORT (worker; 9464, 0 = off)
-	MetricsPortExplicit  bool           // METRICS_PORT was set: a taken port stops start-up instead of falling back
-	ClusterProvider      string         // CLUSTER_PROVIDER (none|automanaged|etcd|k8s; none: the node runs alone)
-	ClusterHosts         []string       // CLUSTER_HOSTS (automanaged: every node's host:port, comma list)
-	Cluster              cluster.Config // CLUSTER_* as one value
-	ActorHost            string         // ACTOR_HOST (127.0.0.1)
-	ActorPort            int            // ACTOR_PORT (0 = pick a free port)
-	ActorAdvertised      string         // ACTOR_ADVERTISED_HOST (host:port other nodes use; "" = as listened)
-	DemoPort             int            // DEMO_PORT (dev only: the examples/ demo site, 3002)
-	BrowserMaxRuns       int            // BROWSER_MAX_RUNS (50)
-	BrowserMaxAgeMinutes int            // BROWSER_MAX_AGE_MINUTES (30)
-	BrowserMaxRSSMB      int            // BROWSER_MAX_RSS_MB (1024; 0 = no ceiling)
+	DatabaseURL          string        // DATABASE_URL
+	RedisURL             string        // REDIS_URL
+	RedisPrefix          string        // REDIS_PREFIX: key prefix of every Redis key (default "sa:")
+	Port                 int           // PORT (3001)
+	Host                 string        // HOST ("0.0.0.0"; dev: 127.0.0.1)
+	WorkerConcurrency    int           // WORKER_CONCURRENCY (3, 1-10)
+	WorkerName           string        // WORKER_NAME (<host>-<pid>-<random>: unique per node)
+	LogLevel             slog.Level    // LOG_LEVEL (info)
+	LogFormat            string        // LOG_FORMAT (json|text; text on a terminal)
+	VideoStoragePath     string        // VIDEO_STORAGE_PATH (./storage/videos)
+	ScreenshotStorage    string        // SCREENSHOT_STORAGE_PATH (./storage/screenshots)
+	FilesPath            string        // FILES_PATH: folder of file-input uploads (./storage/files)
+	ChromeBin            string        // CHROME_BIN (found on PATH otherwise)
+	Lease                time.Duration // LEASE_SECONDS (30)
+	ShutdownGrace        time.Duration // SHUTDOWN_GRACE_SECONDS (30)
+	RateLimitPerMinute   int           // RATE_LIMIT_PER_MINUTE (600)
+	MetricsPort          int           // METRICS_PORT (worker; 9464, 0 = off)
+	MetricsPortExplicit  bool          // METRICS_PORT was set: a taken port stops start-up instead of falling back
+	ClusterProvider      string        // CLUSTER_PROVIDER (none|automanaged|etcd|k8s; none: the node runs alone)
+	ClusterHosts         []string      // CLUSTER_HOSTS (automanaged: every node's host:port, comma list)
+	ActorHost            string        // ACTOR_HOST (127.0.0.1)
+	ActorPort            int           // ACTOR_PORT (0 = pick a free port)
+	ActorAdvertised      string        // ACTOR_ADVERTISED_HOST (host:port other nodes use; "" = as listened)
+	DemoPort             int           // DEMO_PORT (dev only: the examples/ demo site, 3002)
+	BrowserMaxRuns       int           // BROWSER_MAX_RUNS (50)
+	BrowserMaxAgeMinutes int           // BROWSER_MAX_AGE_MINUTES (30)
+	BrowserMaxRSSMB      int           // BROWSER_MAX_RSS_MB (1024; 0 = no ceiling)
+
+	// Cluster is every CLUSTER_* setting as one value.
+	Cluster cluster.Config
 }
 
 // configVars lists every variable with its default.
