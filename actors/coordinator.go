@@ -69,7 +69,7 @@ type coordinator struct {
 	// stopRead ends the Redis read in flight (a drain must not be followed
 	// by a run the blocking pull delivers afterwards).
 	stopRead context.CancelFunc
-	timers    []scheduler.CancelFunc
+	timers   []scheduler.CancelFunc
 	// bg counts the Redis reads in flight, so stopping waits for them.
 	bg sync.WaitGroup
 }
@@ -106,6 +106,13 @@ func (c *coordinator) Receive(ctx actor.Context) {
 		c.stopRead = nil
 		if msg.reclaim {
 			c.cursor = msg.cursor
+		}
+		if c.paused && !msg.reclaim && len(msg.entries) > 0 {
+			// A blocking pull that was in flight when the drain came
+			// delivered after it (go-redis does not end a blocking read on
+			// cancel): put those runs back for other workers.
+			c.redispatch(msg.entries)
+			msg.entries = nil
 		}
 		for _, e := range msg.entries {
 			c.spawn(ctx, e)
@@ -240,6 +247,36 @@ func (c *coordinator) claimFrom(ctx actor.Context, dead string) {
 		msg := claimed{from: dead}
 		msg.entries, msg.err = c.d.Queue.ClaimFrom(cctx, dead, c.d.Worker, n)
 		sys.Root.Send(self, &msg)
+	}()
+}
+
+// redispatch gives new entries a draining node received back to the
+// stream: a fresh entry, recorded on the run, then the old one acked. Only
+// new entries (a pull, not a reclaim) come here, so their runs are queued.
+func (c *coordinator) redispatch(entries []queue.Entry) {
+	pctx := c.ctx
+	c.bg.Add(1)
+	go func() {
+		defer c.bg.Done()
+		ctx, cancel := context.WithTimeout(pctx, dbTimeout)
+		defer cancel()
+		for _, e := range entries {
+			if e.Bad {
+				_ = c.d.Queue.Ack(ctx, e.ID)
+				continue
+			}
+			id, err := c.d.Queue.Enqueue(ctx, e.RunID)
+			if err == nil {
+				err = c.d.Runs.SetJob(ctx, e.RunID, c.d.Queue.Stream(), id)
+			}
+			if err != nil {
+				// Left pending here: reclaimed by another worker after the lease.
+				c.d.Log.Warn("give back a run pulled while draining", "runId", e.RunID.String(), "error", err)
+				continue
+			}
+			c.d.ack(ctx, e, "pulled while draining")
+			c.d.Log.Info("gave back a run pulled while draining", "runId", e.RunID.String(), "worker", c.d.Worker)
+		}
 	}()
 }
 

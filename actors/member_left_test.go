@@ -45,6 +45,7 @@ func TestSetDrainingPausesAndResumesPulling(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	w, _ := e.startWorker(workerOpts{concurrency: 1})
+	time.Sleep(200 * time.Millisecond) // let its first blocking pull be in flight: the case a drain must handle
 	wi, err := w.SetDraining(true, 5*time.Second)
 	if err != nil || wi.State != "draining" || wi.Slots != 1 {
 		t.Fatalf("drain = %+v, %v", wi, err)
