@@ -28,7 +28,8 @@ func TestClusterFigures(t *testing.T) {
 		kills = 10
 	}
 	for _, provider := range []string{"automanaged", "etcd"} {
-		t.Run(provider, func(t *testing.T) { measureKills(t, provider, kills) })
+		t.Run("kills/"+provider, func(t *testing.T) { measureKills(t, provider, kills) })
+		t.Run("join and cancel/"+provider, func(t *testing.T) { measureJoinAndCancel(t, provider) })
 	}
 	t.Run("membership cost", measureMembershipCost)
 }
@@ -98,18 +99,21 @@ func measureKills(t *testing.T, provider string, kills int) {
 	}
 	t.Logf("%s, %d kills: detection p50 %s p95 %s; restart p50 %s p95 %s; a new worker listed in the fleet p50 %s p95 %s",
 		provider, kills, pct(detect, 50), pct(detect, 95), pct(restart, 50), pct(restart, 95), pct(join, 50), pct(join, 95))
+}
 
-	// A new node takes work: drain every live worker, queue a run, start one.
-	for n := range live {
-		ct.ops.call("POST", "/api/v1/workers/"+n+"/drain", nil, 200, nil)
-	}
+// measureJoinAndCancel times a new worker taking a queued run (the others
+// drained) and a cancel of a running run through the cluster's remote.
+func measureJoinAndCancel(t *testing.T, provider string) {
+	ct := newClusterTest(t, provider, 2, "LEASE_SECONDS=30")
+	ct.worker("jc-0", append(ct.workerEnv(0), "WORKER_CONCURRENCY=1")...)
+	ct.waitWorkers(60*time.Second, "jc-0")
+	ct.ops.call("POST", "/api/v1/workers/jc-0/drain", nil, 200, nil)
 	id := ct.createRun(ct.slowRecording(2), map[string]any{"timingMode": "instant"})
 	started := time.Now()
-	fresh := startWorker()
-	ct.waitFor(id, 60*time.Second, "taken by the new worker", func(r runView) bool { return r.WorkerNode == fresh })
+	ct.worker("jc-1", append(ct.workerEnv(1), "WORKER_CONCURRENCY=1")...)
+	ct.waitFor(id, 60*time.Second, "taken by the new worker", func(r runView) bool { return r.WorkerNode == "jc-1" })
 	t.Logf("%s: a new worker took a queued run %s after its process started", provider, time.Since(started))
 
-	// Cancel latency through the cluster's remote.
 	id = ct.createRun(ct.slowRecording(20), map[string]any{"timingMode": "realistic", "timeout": 5000})
 	ct.waitFor(id, 60*time.Second, "running", func(r runView) bool { return r.Status == "running" })
 	at := time.Now()
