@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -34,6 +35,15 @@ type (
 		done  chan struct{}
 	}
 	drainDeadline struct{}
+	// memberLeft says a worker left the cluster: claim its pending entries
+	// now instead of waiting for their lease.
+	memberLeft struct{ worker string }
+	// claimed delivers the entries taken from a worker that left.
+	claimed struct {
+		from    string
+		entries []queue.Entry
+		err     error
+	}
 )
 
 // coordinator pulls runs from the stream while it has free slots and
@@ -51,7 +61,15 @@ type coordinator struct {
 	cursor     string
 	draining   bool
 	drained    chan struct{}
-	timers     []scheduler.CancelFunc
+	// paused is an operator's drain (POST /workers/:name/drain): pull
+	// nothing new, let the runs finish, stay up. Unlike draining it can be
+	// undone.
+	paused    bool
+	startedAt time.Time
+	// stopRead ends the Redis read in flight (a drain must not be followed
+	// by a run the blocking pull delivers afterwards).
+	stopRead context.CancelFunc
+	timers   []scheduler.CancelFunc
 	// bg counts the Redis reads in flight, so stopping waits for them.
 	bg sync.WaitGroup
 }
@@ -73,6 +91,7 @@ func supervisor() actor.SupervisorStrategy {
 func (c *coordinator) Receive(ctx actor.Context) {
 	switch msg := ctx.Message().(type) {
 	case *actor.Started:
+		c.startedAt = time.Now()
 		c.ctx, c.cancel = context.WithCancel(context.Background())
 		s := scheduler.NewTimerScheduler(ctx)
 		c.timers = append(c.timers,
@@ -84,8 +103,16 @@ func (c *coordinator) Receive(ctx actor.Context) {
 		c.tryPull(ctx)
 	case *pulled:
 		c.reading = false
+		c.stopRead = nil
 		if msg.reclaim {
 			c.cursor = msg.cursor
+		}
+		if c.paused && !msg.reclaim && len(msg.entries) > 0 {
+			// A blocking pull that was in flight when the drain came
+			// delivered after it (go-redis does not end a blocking read on
+			// cancel): put those runs back for other workers.
+			c.redispatch(msg.entries)
+			msg.entries = nil
 		}
 		for _, e := range msg.entries {
 			c.spawn(ctx, e)
@@ -95,6 +122,27 @@ func (c *coordinator) Receive(ctx actor.Context) {
 			scheduler.NewTimerScheduler(ctx).SendOnce(time.Second, ctx.Self(), &pullNow{})
 			return
 		}
+		c.tryPull(ctx)
+	case *memberLeft:
+		c.claimFrom(ctx, msg.worker)
+	case *claimed:
+		if msg.err != nil && c.ctx.Err() == nil {
+			c.d.Log.Warn("claim entries of a worker that left", "worker", c.d.Worker, "left", msg.from, "error", msg.err)
+		}
+		for _, e := range msg.entries {
+			c.spawnFrom(ctx, e, msg.from)
+		}
+	case *WorkerInfoRequest:
+		ctx.Respond(c.info(ctx))
+	case *SetDraining:
+		if c.paused != msg.Draining {
+			c.paused = msg.Draining
+			if c.paused && c.stopRead != nil {
+				c.stopRead()
+			}
+			c.d.Log.Info("operator drain", "worker", c.d.Worker, "draining", c.paused, "runs", len(c.children))
+		}
+		ctx.Respond(c.info(ctx))
 		c.tryPull(ctx)
 	case *reclaimTick:
 		c.reclaimDue = true
@@ -146,7 +194,7 @@ func (c *coordinator) free() int { return c.d.Concurrency - len(c.children) }
 
 func (c *coordinator) updateSlots() {
 	c.d.Metrics.WorkerSlots.WithLabelValues("busy").Set(float64(len(c.children)))
-	c.d.Metrics.WorkerSlots.WithLabelValues("free").Set(float64(c.free()))
+	c.d.Metrics.WorkerSlots.WithLabelValues("free").Set(float64(max(c.free(), 0)))
 }
 
 // tryPull starts the next Redis read when there are free slots and no read
@@ -154,16 +202,19 @@ func (c *coordinator) updateSlots() {
 // Either asks for no more entries than there are free slots.
 func (c *coordinator) tryPull(ctx actor.Context) {
 	n := c.free()
-	if c.reading || c.draining || n <= 0 || c.ctx.Err() != nil {
+	if c.reading || c.draining || c.paused || n <= 0 || c.ctx.Err() != nil {
 		return
 	}
 	c.reading = true
 	reclaim := c.reclaimDue
 	c.reclaimDue = false
-	sys, self, pctx, cursor := ctx.ActorSystem(), ctx.Self(), c.ctx, c.cursor
+	sys, self, cursor := ctx.ActorSystem(), ctx.Self(), c.cursor
+	pctx, stop := context.WithCancel(c.ctx)
+	c.stopRead = stop
 	c.bg.Add(1)
 	go func() {
 		defer c.bg.Done()
+		defer stop()
 		var msg pulled
 		if reclaim {
 			msg.reclaim = true
@@ -178,7 +229,77 @@ func (c *coordinator) tryPull(ctx actor.Context) {
 	}()
 }
 
-func (c *coordinator) spawn(ctx actor.Context, e queue.Entry) {
+// claimFrom takes the pending entries of a worker that left the cluster,
+// as many as there are free slots, off the mailbox. A read in flight may
+// meanwhile deliver entries for the same slots: spawn then runs past the
+// concurrency for a moment rather than leave new runs to wait a lease.
+func (c *coordinator) claimFrom(ctx actor.Context, dead string) {
+	n := c.free()
+	if dead == c.d.Worker || c.draining || c.paused || n <= 0 || c.ctx.Err() != nil {
+		return
+	}
+	sys, self, pctx := ctx.ActorSystem(), ctx.Self(), c.ctx
+	c.bg.Add(1)
+	go func() {
+		defer c.bg.Done()
+		cctx, cancel := context.WithTimeout(pctx, 5*time.Second)
+		defer cancel()
+		msg := claimed{from: dead}
+		msg.entries, msg.err = c.d.Queue.ClaimFrom(cctx, dead, c.d.Worker, n)
+		sys.Root.Send(self, &msg)
+	}()
+}
+
+// redispatch gives new entries a draining node received back to the
+// stream: a fresh entry, recorded on the run, then the old one acked. Only
+// new entries (a pull, not a reclaim) come here, so their runs are queued.
+func (c *coordinator) redispatch(entries []queue.Entry) {
+	pctx := c.ctx
+	c.bg.Add(1)
+	go func() {
+		defer c.bg.Done()
+		ctx, cancel := context.WithTimeout(pctx, dbTimeout)
+		defer cancel()
+		for _, e := range entries {
+			if e.Bad {
+				_ = c.d.Queue.Ack(ctx, e.ID)
+				continue
+			}
+			id, err := c.d.Queue.Enqueue(ctx, e.RunID)
+			if err == nil {
+				err = c.d.Runs.SetJob(ctx, e.RunID, c.d.Queue.Stream(), id)
+			}
+			if err != nil {
+				// Left pending here: reclaimed by another worker after the lease.
+				c.d.Log.Warn("give back a run pulled while draining", "runId", e.RunID.String(), "error", err)
+				continue
+			}
+			c.d.ack(ctx, e, "pulled while draining")
+			c.d.Log.Info("gave back a run pulled while draining", "runId", e.RunID.String(), "worker", c.d.Worker)
+		}
+	}()
+}
+
+// info is the node's own account of itself for the fleet view.
+func (c *coordinator) info(ctx actor.Context) *WorkerInfo {
+	wi := &WorkerInfo{Name: c.d.Worker, Address: ctx.Self().Address, Version: c.d.Version,
+		StartedAtUnixMs: c.startedAt.UnixMilli(), Slots: int32(c.d.Concurrency), Busy: int32(len(c.children)),
+		Runs: make([]string, 0, len(c.children)), State: "active"}
+	for id := range c.children {
+		wi.Runs = append(wi.Runs, id)
+	}
+	slices.Sort(wi.Runs)
+	if c.paused || c.draining {
+		wi.State = "draining"
+	}
+	return wi
+}
+
+func (c *coordinator) spawn(ctx actor.Context, e queue.Entry) { c.spawnFrom(ctx, e, "") }
+
+// spawnFrom starts the run actor of an entry; deadOwner names the worker
+// that left the cluster when the entry was claimed from it.
+func (c *coordinator) spawnFrom(ctx actor.Context, e queue.Entry, deadOwner string) {
 	if e.Bad {
 		_ = c.d.Queue.Ack(c.ctx, e.ID)
 		return
@@ -188,12 +309,12 @@ func (c *coordinator) spawn(ctx actor.Context, e queue.Entry) {
 		return // a second entry for a run we are running: the run actor acks on finish
 	}
 	if c.free() <= 0 {
-		// Cannot happen while reads ask for at most the free slots; if it
-		// did, the entry stays pending and is reclaimed after the lease.
-		c.d.Log.Error("entry delivered with no free slot; left pending", "runId", id, "entry", e.ID)
-		return
+		// Only when entries claimed from a worker that left met a read
+		// that was already in flight: run past the concurrency for a
+		// moment rather than leave a run pending until its lease ends.
+		c.d.Log.Warn("entry delivered with no free slot; running it past the concurrency", "runId", id, "entry", e.ID)
 	}
-	props := actor.PropsFromProducer(newRunActor(c.d, e))
+	props := actor.PropsFromProducer(newRunActor(c.d, e, deadOwner))
 	pid, err := ctx.SpawnNamed(props, "run-"+id)
 	if err != nil {
 		c.d.Log.Error("spawn run actor", "runId", id, "error", err)
@@ -230,11 +351,50 @@ func StartWorker(ctx context.Context, d Deps) (*Worker, error) {
 		return nil, err
 	}
 	props := actor.PropsFromProducer(newCoordinator(dd), actor.WithSupervisor(supervisor()))
-	pid, err := dd.System.Root.SpawnNamed(props, "coordinator-"+dd.Worker)
+	pid, err := dd.System.Root.SpawnNamed(props, CoordinatorName(dd.Worker))
 	if err != nil {
 		return nil, fmt.Errorf("spawn coordinator: %w", err)
 	}
 	return &Worker{d: dd, coord: pid}, nil
+}
+
+// MemberLeft tells the coordinator that worker left the cluster: its pending
+// entries are claimed at once and its runs taken over (fenced by attempt).
+func (w *Worker) MemberLeft(worker string) {
+	w.d.System.Root.Send(w.coord, &memberLeft{worker: worker})
+}
+
+// PID is the coordinator's address: other nodes send it WorkerInfoRequest
+// and SetDraining.
+func (w *Worker) PID() *actor.PID { return w.coord }
+
+// Info asks the coordinator for its state.
+func (w *Worker) Info(timeout time.Duration) (*WorkerInfo, error) {
+	return AskWorker(w.d.System, w.coord, &WorkerInfoRequest{}, timeout)
+}
+
+// SetDraining pauses (true) or resumes (false) pulling, as an operator's
+// drain; running runs finish either way.
+func (w *Worker) SetDraining(draining bool, timeout time.Duration) (*WorkerInfo, error) {
+	return AskWorker(w.d.System, w.coord, &SetDraining{Draining: draining}, timeout)
+}
+
+// CoordinatorName is the actor name of a worker's coordinator, so that any
+// node can address it from the worker's name and node address.
+func CoordinatorName(worker string) string { return "coordinator-" + worker }
+
+// AskWorker sends msg (WorkerInfoRequest or SetDraining) to a coordinator,
+// local or on another node, and waits up to timeout for its WorkerInfo.
+func AskWorker(sys *actor.ActorSystem, pid *actor.PID, msg any, timeout time.Duration) (*WorkerInfo, error) {
+	res, err := sys.Root.RequestFuture(pid, msg, timeout).Result()
+	if err != nil {
+		return nil, fmt.Errorf("ask worker %s: %w", pid.Id, err)
+	}
+	wi, ok := res.(*WorkerInfo)
+	if !ok {
+		return nil, fmt.Errorf("ask worker %s: unexpected answer %T", pid.Id, res)
+	}
+	return wi, nil
 }
 
 // Shutdown stops pulling, lets running runs finish within grace, hands the

@@ -36,6 +36,8 @@ type Deps struct {
 
 	// Worker names this node in runs.worker_node and as stream consumer.
 	Worker string
+	// Version is the binary's version, reported in the fleet view.
+	Version string
 	// Concurrency is the number of runs at once (default DefaultConcurrency).
 	Concurrency int
 	// Lease is how long an entry stays ours without renewal (default DefaultLease);

@@ -2,7 +2,7 @@
 // versions:
 // 	protoc-gen-go v1.36.12
 // 	protoc        v3.21.12
-// source: messages.proto
+// source: actors/messages.proto
 
 // Messages that cross actor nodes. Everything sent between nodes must be
 // protobuf: protoactor drops other messages on the wire.
@@ -36,7 +36,7 @@ type CancelRun struct {
 
 func (x *CancelRun) Reset() {
 	*x = CancelRun{}
-	mi := &file_messages_proto_msgTypes[0]
+	mi := &file_actors_messages_proto_msgTypes[0]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -48,7 +48,7 @@ func (x *CancelRun) String() string {
 func (*CancelRun) ProtoMessage() {}
 
 func (x *CancelRun) ProtoReflect() protoreflect.Message {
-	mi := &file_messages_proto_msgTypes[0]
+	mi := &file_actors_messages_proto_msgTypes[0]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -61,7 +61,7 @@ func (x *CancelRun) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelRun.ProtoReflect.Descriptor instead.
 func (*CancelRun) Descriptor() ([]byte, []int) {
-	return file_messages_proto_rawDescGZIP(), []int{0}
+	return file_actors_messages_proto_rawDescGZIP(), []int{0}
 }
 
 func (x *CancelRun) GetRunId() string {
@@ -90,7 +90,7 @@ type CancelRunResponse struct {
 
 func (x *CancelRunResponse) Reset() {
 	*x = CancelRunResponse{}
-	mi := &file_messages_proto_msgTypes[1]
+	mi := &file_actors_messages_proto_msgTypes[1]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -102,7 +102,7 @@ func (x *CancelRunResponse) String() string {
 func (*CancelRunResponse) ProtoMessage() {}
 
 func (x *CancelRunResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_messages_proto_msgTypes[1]
+	mi := &file_actors_messages_proto_msgTypes[1]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -115,7 +115,7 @@ func (x *CancelRunResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelRunResponse.ProtoReflect.Descriptor instead.
 func (*CancelRunResponse) Descriptor() ([]byte, []int) {
-	return file_messages_proto_rawDescGZIP(), []int{1}
+	return file_actors_messages_proto_rawDescGZIP(), []int{1}
 }
 
 func (x *CancelRunResponse) GetRunId() string {
@@ -142,7 +142,7 @@ type RunStatusRequest struct {
 
 func (x *RunStatusRequest) Reset() {
 	*x = RunStatusRequest{}
-	mi := &file_messages_proto_msgTypes[2]
+	mi := &file_actors_messages_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -154,7 +154,7 @@ func (x *RunStatusRequest) String() string {
 func (*RunStatusRequest) ProtoMessage() {}
 
 func (x *RunStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_messages_proto_msgTypes[2]
+	mi := &file_actors_messages_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -167,7 +167,7 @@ func (x *RunStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunStatusRequest.ProtoReflect.Descriptor instead.
 func (*RunStatusRequest) Descriptor() ([]byte, []int) {
-	return file_messages_proto_rawDescGZIP(), []int{2}
+	return file_actors_messages_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *RunStatusRequest) GetRunId() string {
@@ -191,7 +191,7 @@ type RunStatusResponse struct {
 
 func (x *RunStatusResponse) Reset() {
 	*x = RunStatusResponse{}
-	mi := &file_messages_proto_msgTypes[3]
+	mi := &file_actors_messages_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -203,7 +203,7 @@ func (x *RunStatusResponse) String() string {
 func (*RunStatusResponse) ProtoMessage() {}
 
 func (x *RunStatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_messages_proto_msgTypes[3]
+	mi := &file_actors_messages_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -216,7 +216,7 @@ func (x *RunStatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunStatusResponse.ProtoReflect.Descriptor instead.
 func (*RunStatusResponse) Descriptor() ([]byte, []int) {
-	return file_messages_proto_rawDescGZIP(), []int{3}
+	return file_actors_messages_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *RunStatusResponse) GetRunId() string {
@@ -254,11 +254,197 @@ func (x *RunStatusResponse) GetWorker() string {
 	return ""
 }
 
-var File_messages_proto protoreflect.FileDescriptor
+// WorkerInfoRequest asks a worker node's coordinator for its state (the
+// fleet view of GET /api/v1/workers).
+type WorkerInfoRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
 
-const file_messages_proto_rawDesc = "" +
+func (x *WorkerInfoRequest) Reset() {
+	*x = WorkerInfoRequest{}
+	mi := &file_actors_messages_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WorkerInfoRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WorkerInfoRequest) ProtoMessage() {}
+
+func (x *WorkerInfoRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_actors_messages_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WorkerInfoRequest.ProtoReflect.Descriptor instead.
+func (*WorkerInfoRequest) Descriptor() ([]byte, []int) {
+	return file_actors_messages_proto_rawDescGZIP(), []int{4}
+}
+
+// WorkerInfo is a worker node's own account of itself.
+type WorkerInfo struct {
+	state           protoimpl.MessageState `protogen:"open.v1"`
+	Name            string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Address         string                 `protobuf:"bytes,2,opt,name=address,proto3" json:"address,omitempty"`
+	Version         string                 `protobuf:"bytes,3,opt,name=version,proto3" json:"version,omitempty"`
+	StartedAtUnixMs int64                  `protobuf:"varint,4,opt,name=started_at_unix_ms,json=startedAtUnixMs,proto3" json:"started_at_unix_ms,omitempty"`
+	Slots           int32                  `protobuf:"varint,5,opt,name=slots,proto3" json:"slots,omitempty"`
+	Busy            int32                  `protobuf:"varint,6,opt,name=busy,proto3" json:"busy,omitempty"`
+	Runs            []string               `protobuf:"bytes,7,rep,name=runs,proto3" json:"runs,omitempty"`
+	// state is "active" or "draining".
+	State         string `protobuf:"bytes,8,opt,name=state,proto3" json:"state,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WorkerInfo) Reset() {
+	*x = WorkerInfo{}
+	mi := &file_actors_messages_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WorkerInfo) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WorkerInfo) ProtoMessage() {}
+
+func (x *WorkerInfo) ProtoReflect() protoreflect.Message {
+	mi := &file_actors_messages_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WorkerInfo.ProtoReflect.Descriptor instead.
+func (*WorkerInfo) Descriptor() ([]byte, []int) {
+	return file_actors_messages_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *WorkerInfo) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *WorkerInfo) GetAddress() string {
+	if x != nil {
+		return x.Address
+	}
+	return ""
+}
+
+func (x *WorkerInfo) GetVersion() string {
+	if x != nil {
+		return x.Version
+	}
+	return ""
+}
+
+func (x *WorkerInfo) GetStartedAtUnixMs() int64 {
+	if x != nil {
+		return x.StartedAtUnixMs
+	}
+	return 0
+}
+
+func (x *WorkerInfo) GetSlots() int32 {
+	if x != nil {
+		return x.Slots
+	}
+	return 0
+}
+
+func (x *WorkerInfo) GetBusy() int32 {
+	if x != nil {
+		return x.Busy
+	}
+	return 0
+}
+
+func (x *WorkerInfo) GetRuns() []string {
+	if x != nil {
+		return x.Runs
+	}
+	return nil
+}
+
+func (x *WorkerInfo) GetState() string {
+	if x != nil {
+		return x.State
+	}
+	return ""
+}
+
+// SetDraining asks a worker node to stop pulling new runs (draining true)
+// or to pull again (false); it answers with its WorkerInfo.
+type SetDraining struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Draining      bool                   `protobuf:"varint,1,opt,name=draining,proto3" json:"draining,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetDraining) Reset() {
+	*x = SetDraining{}
+	mi := &file_actors_messages_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetDraining) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetDraining) ProtoMessage() {}
+
+func (x *SetDraining) ProtoReflect() protoreflect.Message {
+	mi := &file_actors_messages_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetDraining.ProtoReflect.Descriptor instead.
+func (*SetDraining) Descriptor() ([]byte, []int) {
+	return file_actors_messages_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *SetDraining) GetDraining() bool {
+	if x != nil {
+		return x.Draining
+	}
+	return false
+}
+
+var File_actors_messages_proto protoreflect.FileDescriptor
+
+const file_actors_messages_proto_rawDesc = "" +
 	"\n" +
-	"\x0emessages.proto\x12\x11saveaction.actors\"S\n" +
+	"\x15actors/messages.proto\x12\x11saveaction.actors\"S\n" +
 	"\tCancelRun\x12\x15\n" +
 	"\x06run_id\x18\x01 \x01(\tR\x05runId\x12/\n" +
 	"\x14requested_at_unix_ms\x18\x02 \x01(\x03R\x11requestedAtUnixMs\"F\n" +
@@ -272,28 +458,44 @@ const file_messages_proto_rawDesc = "" +
 	"\aattempt\x18\x02 \x01(\x05R\aattempt\x12!\n" +
 	"\factions_done\x18\x03 \x01(\x05R\vactionsDone\x12#\n" +
 	"\ractions_total\x18\x04 \x01(\x05R\factionsTotal\x12\x16\n" +
-	"\x06worker\x18\x05 \x01(\tR\x06workerB%Z#github.com/saveaction/runner/actorsb\x06proto3"
+	"\x06worker\x18\x05 \x01(\tR\x06worker\"\x13\n" +
+	"\x11WorkerInfoRequest\"\xd5\x01\n" +
+	"\n" +
+	"WorkerInfo\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
+	"\aaddress\x18\x02 \x01(\tR\aaddress\x12\x18\n" +
+	"\aversion\x18\x03 \x01(\tR\aversion\x12+\n" +
+	"\x12started_at_unix_ms\x18\x04 \x01(\x03R\x0fstartedAtUnixMs\x12\x14\n" +
+	"\x05slots\x18\x05 \x01(\x05R\x05slots\x12\x12\n" +
+	"\x04busy\x18\x06 \x01(\x05R\x04busy\x12\x12\n" +
+	"\x04runs\x18\a \x03(\tR\x04runs\x12\x14\n" +
+	"\x05state\x18\b \x01(\tR\x05state\")\n" +
+	"\vSetDraining\x12\x1a\n" +
+	"\bdraining\x18\x01 \x01(\bR\bdrainingB%Z#github.com/saveaction/runner/actorsb\x06proto3"
 
 var (
-	file_messages_proto_rawDescOnce sync.Once
-	file_messages_proto_rawDescData []byte
+	file_actors_messages_proto_rawDescOnce sync.Once
+	file_actors_messages_proto_rawDescData []byte
 )
 
-func file_messages_proto_rawDescGZIP() []byte {
-	file_messages_proto_rawDescOnce.Do(func() {
-		file_messages_proto_rawDescData = protoimpl.X.CompressGZIP(unsafe.Slice(unsafe.StringData(file_messages_proto_rawDesc), len(file_messages_proto_rawDesc)))
+func file_actors_messages_proto_rawDescGZIP() []byte {
+	file_actors_messages_proto_rawDescOnce.Do(func() {
+		file_actors_messages_proto_rawDescData = protoimpl.X.CompressGZIP(unsafe.Slice(unsafe.StringData(file_actors_messages_proto_rawDesc), len(file_actors_messages_proto_rawDesc)))
 	})
-	return file_messages_proto_rawDescData
+	return file_actors_messages_proto_rawDescData
 }
 
-var file_messages_proto_msgTypes = make([]protoimpl.MessageInfo, 4)
-var file_messages_proto_goTypes = []any{
+var file_actors_messages_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
+var file_actors_messages_proto_goTypes = []any{
 	(*CancelRun)(nil),         // 0: saveaction.actors.CancelRun
 	(*CancelRunResponse)(nil), // 1: saveaction.actors.CancelRunResponse
 	(*RunStatusRequest)(nil),  // 2: saveaction.actors.RunStatusRequest
 	(*RunStatusResponse)(nil), // 3: saveaction.actors.RunStatusResponse
+	(*WorkerInfoRequest)(nil), // 4: saveaction.actors.WorkerInfoRequest
+	(*WorkerInfo)(nil),        // 5: saveaction.actors.WorkerInfo
+	(*SetDraining)(nil),       // 6: saveaction.actors.SetDraining
 }
-var file_messages_proto_depIdxs = []int32{
+var file_actors_messages_proto_depIdxs = []int32{
 	0, // [0:0] is the sub-list for method output_type
 	0, // [0:0] is the sub-list for method input_type
 	0, // [0:0] is the sub-list for extension type_name
@@ -301,26 +503,26 @@ var file_messages_proto_depIdxs = []int32{
 	0, // [0:0] is the sub-list for field type_name
 }
 
-func init() { file_messages_proto_init() }
-func file_messages_proto_init() {
-	if File_messages_proto != nil {
+func init() { file_actors_messages_proto_init() }
+func file_actors_messages_proto_init() {
+	if File_actors_messages_proto != nil {
 		return
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
-			RawDescriptor: unsafe.Slice(unsafe.StringData(file_messages_proto_rawDesc), len(file_messages_proto_rawDesc)),
+			RawDescriptor: unsafe.Slice(unsafe.StringData(file_actors_messages_proto_rawDesc), len(file_actors_messages_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   4,
+			NumMessages:   7,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
-		GoTypes:           file_messages_proto_goTypes,
-		DependencyIndexes: file_messages_proto_depIdxs,
-		MessageInfos:      file_messages_proto_msgTypes,
+		GoTypes:           file_actors_messages_proto_goTypes,
+		DependencyIndexes: file_actors_messages_proto_depIdxs,
+		MessageInfos:      file_actors_messages_proto_msgTypes,
 	}.Build()
-	File_messages_proto = out.File
-	file_messages_proto_goTypes = nil
-	file_messages_proto_depIdxs = nil
+	File_actors_messages_proto = out.File
+	file_actors_messages_proto_goTypes = nil
+	file_actors_messages_proto_depIdxs = nil
 }

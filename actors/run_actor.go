@@ -64,6 +64,9 @@ type runActor struct {
 	d     *Deps
 	entry queue.Entry
 	memo  *runMemo
+	// deadOwner names the worker that left the cluster when the entry was
+	// claimed from it: its run may be taken over before its lease ends.
+	deadOwner string
 
 	run         *persistence.Run // the attempt started, once known
 	total, done int
@@ -72,9 +75,9 @@ type runActor struct {
 	crash       error
 }
 
-func newRunActor(d *Deps, e queue.Entry) actor.Producer {
+func newRunActor(d *Deps, e queue.Entry, deadOwner string) actor.Producer {
 	memo := &runMemo{}
-	return func() actor.Actor { return &runActor{d: d, entry: e, memo: memo} }
+	return func() actor.Actor { return &runActor{d: d, entry: e, memo: memo, deadOwner: deadOwner} }
 }
 
 func (a *runActor) attempt() int {
@@ -221,6 +224,13 @@ func (a *runActor) claim(self *actor.PID, lastCrash error) *persistence.Run {
 			return settle(persistence.TFinish, msg)
 		}
 		t = persistence.TCrashRestart
+	case a.deadOwner != "" && run.WorkerNode == a.deadOwner && !cancelled && run.Deliveries+1 < d.MaxDeliveries:
+		// Its owner left the cluster: take it over now, not after the lease.
+		// (A cancel or spent deliveries of such a run are settled by
+		// whoever finds its lease expired.)
+		t = persistence.TTakeOver
+		d.Metrics.LeasesReclaimed.Inc()
+		log.Warn("taking over a run whose worker left the cluster", "owner", run.WorkerNode, "attempt", run.Attempt)
 	case !run.LeaseExpired:
 		if run.JobID != "" && run.JobID != a.entry.ID {
 			d.ack(ctx, a.entry, "duplicate entry of a live run")
@@ -241,7 +251,11 @@ func (a *runActor) claim(self *actor.PID, lastCrash error) *persistence.Run {
 	case persistence.TStart:
 		started, err = d.Runs.Start(ctx, id, run.Attempt, owner, d.Lease)
 	case persistence.TTakeOver:
-		started, err = d.Runs.TakeOver(ctx, id, run.Attempt, owner, d.Lease)
+		if a.deadOwner != "" && run.WorkerNode == a.deadOwner && !run.LeaseExpired {
+			started, err = d.Runs.TakeOverFrom(ctx, id, run.Attempt, a.deadOwner, owner, d.Lease)
+		} else {
+			started, err = d.Runs.TakeOver(ctx, id, run.Attempt, owner, d.Lease)
+		}
 	case persistence.TCrashRestart:
 		started, err = d.Runs.CrashRestart(ctx, id, run.Attempt, owner, d.Lease)
 	}

@@ -103,6 +103,9 @@ type Config struct {
 	// random secret of this process, so links work on this node only
 	// until it restarts.
 	ArtifactLinkSecret []byte
+	// Fleet reaches the worker nodes (GET /workers, drain, resume). Nil
+	// means this node sees none.
+	Fleet Fleet
 }
 
 // server is the state the handlers share; it is built once by New and
@@ -126,6 +129,7 @@ type server struct {
 	heartbeat  time.Duration
 	artifacts  artifacts.Store
 	linkSecret []byte
+	fleet      Fleet
 	// limiterOffUntil (unix ns) pauses the shared (Redis) rate limiting
 	// after a Redis failure; local counts in the meantime.
 	limiterOffUntil atomic.Int64
@@ -156,6 +160,7 @@ func New(cfg Config) (*fiber.App, error) {
 		clock:      cfg.Now,
 		artifacts:  cfg.Artifacts,
 		linkSecret: cfg.ArtifactLinkSecret,
+		fleet:      cfg.Fleet,
 	}
 	if len(s.linkSecret) == 0 {
 		s.linkSecret = make([]byte, 32)
@@ -258,4 +263,8 @@ func (s *server) routes(app *fiber.App) {
 	v1.Get("/runs/:id/screenshots", s.guard(persistence.ScopeRunsRead), s.listScreenshots)
 	v1.Get("/runs/:id/screenshots/:name", s.guardArtifact(persistence.ScopeRunsRead), s.getScreenshot)
 	v1.Post("/runs/:id/artifact-links", s.guard(persistence.ScopeRunsRead), s.createArtifactLinks)
+
+	v1.Get("/workers", s.guard(persistence.ScopeWorkersRead), s.listWorkers)
+	v1.Post("/workers/:name/drain", s.guard(persistence.ScopeWorkersManage), s.drainWorker)
+	v1.Post("/workers/:name/resume", s.guard(persistence.ScopeWorkersManage), s.resumeWorker)
 }

@@ -123,6 +123,7 @@ func openAPIPaths() obj {
 	runID := pathID("run id")
 	recID := pathID("recording id")
 	tokID := pathID("token id")
+	workerName := obj{"name": "name", "in": "path", "required": true, "description": "worker name (WORKER_NAME)", "schema": obj{"type": "string"}}
 	deleted := envelope(object([]string{"id", "deletedAt"}, obj{"id": str("id"), "deletedAt": str("time of deletion")}))
 	health := func(summary string, schema any) obj {
 		return obj{"get": operation("health", summary, "", nil, nil, map[string]obj{"200": reply("OK", envelope(schema))})}
@@ -147,6 +148,13 @@ func openAPIPaths() obj {
 			"responses": obj{"200": obj{"description": "metrics", "content": obj{"text/plain": obj{"schema": obj{"type": "string"}}}}}}},
 		"/api/openapi.json": obj{"get": obj{"tags": []string{"health"}, "summary": "This document",
 			"responses": obj{"200": reply("OpenAPI 3.1 document", obj{"type": "object"})}}},
+
+		"/api/v1/workers": obj{"get": operation("workers", "Live worker nodes of the cluster (without one: the nodes this API node sees)",
+			persistence.ScopeWorkersRead, nil, nil, map[string]obj{"200": reply("the fleet", envelope(ref("Fleet")))})},
+		"/api/v1/workers/{name}/drain": obj{"post": operation("workers", "Drain a worker: it pulls nothing new, finishes its runs and stays up (again: no-op)",
+			persistence.ScopeWorkersManage, []obj{workerName}, nil, map[string]obj{"200": reply("draining", envelope(ref("Worker"))), "404": errReply("WORKER_NOT_FOUND")})},
+		"/api/v1/workers/{name}/resume": obj{"post": operation("workers", "Resume a drained worker",
+			persistence.ScopeWorkersManage, []obj{workerName}, nil, map[string]obj{"200": reply("active", envelope(ref("Worker"))), "404": errReply("WORKER_NOT_FOUND")})},
 
 		"/api/v1/tokens": obj{
 			"post": operation("tokens", "Create a token (shown once)", persistence.ScopeTokensManage, nil, ref("CreateToken"),
@@ -300,8 +308,16 @@ func openAPISchemas() obj {
 		"Check":      object(nil, obj{"status": enumOf("", "up", "down"), "latencyMs": obj{"type": "number"}, "error": str("")}),
 		"CreateToken": object([]string{"name"}, obj{
 			"name":      obj{"type": "string", "maxLength": maxTokenNameLen},
-			"scopes":    obj{"type": "array", "items": obj{"type": "string", "enum": persistence.AllScopes}, "description": "default: the caller's scopes; never more than them"},
+			"scopes":    obj{"type": "array", "items": obj{"type": "string", "enum": persistence.KnownScopes()}, "description": "default: the caller's scopes; never more than them"},
 			"expiresAt": t("optional expiry, in the future"),
+		}),
+		"Worker": object(nil, obj{
+			"name": str("WORKER_NAME"), "address": str("actor address host:port"), "version": str(""),
+			"startedAt": t(""), "slots": intT, "busy": intT, "runs": strs,
+			"state": enumOf("", "active", "draining"), "lastSeenAt": t("when this node last answered"),
+		}),
+		"Fleet": object([]string{"workers", "clustered"}, obj{
+			"workers": arrayOf(ref("Worker")), "clustered": boolT, "note": str("set when no cluster is configured"),
 		}),
 		"Token": object(nil, obj{
 			"id": str(""), "name": str(""), "token": str("sa_live_<64 hex>; only in the answer to POST"),

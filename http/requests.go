@@ -582,10 +582,10 @@ func parseCreateToken(body []byte, now time.Time) (createTokenRequest, problems)
 			ps.add("name", "must not be blank")
 		}
 	}
-	if scopes, ok := f.stringList("scopes", len(persistence.AllScopes), 50); ok {
+	if scopes, ok := f.stringList("scopes", len(persistence.KnownScopes()), 50); ok {
 		for i, s := range scopes {
 			if !persistence.IsValidScope(s) {
-				ps.add(fmt.Sprintf("scopes[%d]", i), "unknown scope %q (valid: %s)", s, strings.Join(persistence.AllScopes, ", "))
+				ps.add(fmt.Sprintf("scopes[%d]", i), "unknown scope %q (valid: %s)", s, strings.Join(persistence.KnownScopes(), ", "))
 			}
 		}
 		if len(scopes) == 0 {

@@ -87,7 +87,7 @@ type Owner struct {
 // requested, that was deleted, or whose deliveries are spent is not started
 // (ErrStale).
 func (s *Runs) Start(ctx context.Context, id uuid.UUID, attempt int, o Owner, lease time.Duration) (*Run, error) {
-	return s.begin(ctx, TStart, id, StatusQueued, attempt, o, lease)
+	return s.begin(ctx, TStart, id, StatusQueued, attempt, o, lease, "")
 }
 
 // TakeOver starts the next attempt of a running run whose owner is gone
@@ -96,13 +96,26 @@ func (s *Runs) Start(ctx context.Context, id uuid.UUID, attempt int, o Owner, le
 // a cancel was requested (cancel it with CancelOrphan) or deliveries+1
 // would reach the maximum (give it up with GiveUp).
 func (s *Runs) TakeOver(ctx context.Context, id uuid.UUID, attempt int, o Owner, lease time.Duration) (*Run, error) {
-	return s.begin(ctx, TTakeOver, id, StatusRunning, attempt, o, lease)
+	return s.begin(ctx, TTakeOver, id, StatusRunning, attempt, o, lease, "")
+}
+
+// TakeOverFrom is transition 4 taken because the owner left the cluster
+// (killed or cut off) rather than because its lease ran out: the guard is
+// that the attempt is still owned by deadWorker, so the survivors need not
+// wait a whole lease. Fencing is unchanged: the dead worker's attempt is
+// no longer the run's, so if it was only frozen and comes back, its next
+// renewal and every write of it find ErrStale.
+func (s *Runs) TakeOverFrom(ctx context.Context, id uuid.UUID, attempt int, deadWorker string, o Owner, lease time.Duration) (*Run, error) {
+	if deadWorker == "" || deadWorker == o.Worker {
+		return nil, fmt.Errorf("take over run %s from %q: not another worker", id, deadWorker)
+	}
+	return s.begin(ctx, TTakeOver, id, StatusRunning, attempt, o, lease, deadWorker)
 }
 
 // CrashRestart starts the next attempt of a run on the node that owns it,
 // after its browser crashed (transition 11). It counts a delivery.
 func (s *Runs) CrashRestart(ctx context.Context, id uuid.UUID, attempt int, o Owner, lease time.Duration) (*Run, error) {
-	return s.begin(ctx, TCrashRestart, id, StatusRunning, attempt, o, lease)
+	return s.begin(ctx, TCrashRestart, id, StatusRunning, attempt, o, lease, "")
 }
 
 func (s *Runs) maxDeliveries() int {
@@ -112,8 +125,9 @@ func (s *Runs) maxDeliveries() int {
 	return DefaultMaxDeliveries
 }
 
-// begin is the one write of transitions 2, 4 and 11.
-func (s *Runs) begin(ctx context.Context, t Transition, id uuid.UUID, from Status, attempt int, o Owner, lease time.Duration) (*Run, error) {
+// begin is the one write of transitions 2, 4 and 11. A take-over with
+// deadWorker set is guarded on that owner instead of an expired lease.
+func (s *Runs) begin(ctx context.Context, t Transition, id uuid.UUID, from Status, attempt int, o Owner, lease time.Duration, deadWorker string) (*Run, error) {
 	if err := mustAllow(t, from, StatusRunning); err != nil {
 		return nil, err
 	}
@@ -143,8 +157,12 @@ func (s *Runs) begin(ctx context.Context, t Transition, id uuid.UUID, from Statu
 			q = q.Where("deliveries < ?", s.maxDeliveries())
 		case TTakeOver:
 			q = q.Set("deliveries = deliveries + 1").
-				Where("deliveries + 1 < ?", s.maxDeliveries()).
-				Where("(lease_expires_at IS NULL OR lease_expires_at < now())")
+				Where("deliveries + 1 < ?", s.maxDeliveries())
+			if deadWorker != "" {
+				q = q.Where("worker_node = ?", deadWorker)
+			} else {
+				q = q.Where("(lease_expires_at IS NULL OR lease_expires_at < now())")
+			}
 		case TCrashRestart:
 			q = q.Set("deliveries = deliveries + 1").
 				Where("deliveries + 1 < ?", s.maxDeliveries()).

@@ -226,3 +226,51 @@ func TestMigrateDownAndUpAgain(t *testing.T) {
 		t.Fatalf("runs table after up: %d, %v", n, err)
 	}
 }
+
+// A take-over from an owner that left the cluster needs no expired lease,
+// only that the dead owner still holds the attempt; it fences that owner
+// like any take-over.
+func TestTakeOverFromADeadOwner(t *testing.T) {
+	t.Parallel()
+	db, _ := pgtest.New(t)
+	ctx := context.Background()
+	runs := &persistence.Runs{DB: db}
+	lease := 30 * time.Second
+	dead := persistence.Owner{Worker: "w-dead", ActorAddress: "a", ActorID: "x"}
+	survivor := persistence.Owner{Worker: "w-live", ActorAddress: "b", ActorID: "y"}
+
+	run := seedRun(t, db, 2)
+	started, err := runs.Start(ctx, run.ID, 0, dead, lease)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name    string
+		from    string
+		by      persistence.Owner
+		attempt int
+		wantErr bool
+	}{
+		{"not from a worker that does not own it", "w-other", survivor, started.Attempt, true},
+		{"not from oneself", "w-live", survivor, started.Attempt, true},
+		{"not with a stale attempt", "w-dead", survivor, started.Attempt - 1, true},
+		{"from the dead owner, lease still valid", "w-dead", survivor, started.Attempt, false},
+		{"only once", "w-dead", survivor, started.Attempt, true},
+	}
+	for _, tc := range tests {
+		got, err := runs.TakeOverFrom(ctx, run.ID, tc.attempt, tc.from, tc.by, lease)
+		if (err != nil) != tc.wantErr {
+			t.Fatalf("%s: err = %v, want error %v", tc.name, err, tc.wantErr)
+		}
+		if err == nil && (got.Attempt != started.Attempt+1 || got.WorkerNode != "w-live" || got.Deliveries != started.Deliveries+1) {
+			t.Fatalf("%s: took over as %+v", tc.name, got)
+		}
+	}
+	// The frozen owner comes back: its renewal and writes are fenced.
+	if _, err := runs.RenewLease(ctx, run.ID, started.Attempt, lease); !errors.Is(err, persistence.ErrStale) {
+		t.Fatalf("dead owner's renewal = %v, want ErrStale", err)
+	}
+	if err := runs.Fail(ctx, run.ID, started.Attempt, "late"); !errors.Is(err, persistence.ErrStale) {
+		t.Fatalf("dead owner's finish = %v, want ErrStale", err)
+	}
+}

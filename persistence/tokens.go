@@ -24,11 +24,21 @@ const (
 	ScopeRunsRead        = "runs:read"
 	ScopeRunsExecute     = "runs:execute"
 	ScopeTokensManage    = "tokens:manage"
+	// The fleet scopes (GET /workers, drain and resume) are never given by
+	// default: an operator asks for them with token create --scopes.
+	ScopeWorkersRead   = "workers:read"
+	ScopeWorkersManage = "workers:manage"
 )
 
 // AllScopes lists every scope, in display order. Treat it as read-only;
 // ParseScopes hands out copies.
 var AllScopes = []string{ScopeRecordingsRead, ScopeRecordingsWrite, ScopeRunsRead, ScopeRunsExecute, ScopeTokensManage}
+
+// FleetScopes are valid but, unlike AllScopes, never granted by default.
+var FleetScopes = []string{ScopeWorkersRead, ScopeWorkersManage}
+
+// KnownScopes lists every valid scope: AllScopes, then FleetScopes.
+func KnownScopes() []string { return slices.Concat(AllScopes, FleetScopes) }
 
 // Token format: TokenPrefix followed by tokenHexLen lowercase hex digits.
 const (
@@ -49,12 +59,14 @@ var ErrTokenNotFound = errors.New("token not found")
 // do not say which.
 var ErrTokenInvalid = errors.New("invalid token")
 
-// IsValidScope reports whether s is one of AllScopes.
-func IsValidScope(s string) bool { return slices.Contains(AllScopes, s) }
+// IsValidScope reports whether s is one of KnownScopes.
+func IsValidScope(s string) bool {
+	return slices.Contains(AllScopes, s) || slices.Contains(FleetScopes, s)
+}
 
 // ParseScopes reads a comma-separated scope list ("runs:read,runs:execute").
 // Spaces around names are ignored and repeats dropped; an unknown name is an
-// error naming it. An empty list means every scope.
+// error naming it. An empty list means AllScopes (never the fleet scopes).
 func ParseScopes(s string) ([]string, error) {
 	var out []string
 	for _, part := range strings.Split(s, ",") {
@@ -63,7 +75,7 @@ func ParseScopes(s string) ([]string, error) {
 			continue
 		}
 		if !IsValidScope(part) {
-			return nil, fmt.Errorf("unknown scope %q (valid: %s)", part, strings.Join(AllScopes, ", "))
+			return nil, fmt.Errorf("unknown scope %q (valid: %s)", part, strings.Join(KnownScopes(), ", "))
 		}
 		if !slices.Contains(out, part) {
 			out = append(out, part)

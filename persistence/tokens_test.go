@@ -129,3 +129,30 @@ func TestParseScopes(t *testing.T) {
 		t.Fatal("ParseScopes returned AllScopes itself")
 	}
 }
+
+// The fleet scopes are valid but never given by default.
+func TestFleetScopesAreNeverDefault(t *testing.T) {
+	all, err := persistence.ParseScopes("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		scope     string
+		inDefault bool
+	}{
+		{persistence.ScopeWorkersRead, false},
+		{persistence.ScopeWorkersManage, false},
+		{persistence.ScopeRunsRead, true},
+	}
+	for _, c := range cases {
+		if got := slices.Contains(all, c.scope); got != c.inDefault {
+			t.Errorf("%s in the default scopes = %v, want %v", c.scope, got, c.inDefault)
+		}
+		if got := slices.Contains(persistence.AllScopes, c.scope); got != c.inDefault {
+			t.Errorf("%s in AllScopes = %v, want %v", c.scope, got, c.inDefault)
+		}
+		if sc, err := persistence.ParseScopes(c.scope); err != nil || len(sc) != 1 || sc[0] != c.scope {
+			t.Errorf("--scopes %s = %v, %v", c.scope, sc, err)
+		}
+	}
+}

@@ -261,3 +261,41 @@ func entryTime(id string) (time.Time, bool) {
 	}
 	return time.UnixMilli(v), true
 }
+
+// ClaimFrom takes up to count entries pending for consumer from (a worker
+// that left the cluster) for consumer to, at once: XPENDING for that
+// consumer, then XCLAIM with no minimum idle time. Entries another
+// survivor claimed first are simply not returned. PostgreSQL still decides
+// whether the run behind each entry may be taken over.
+func (q *Queue) ClaimFrom(ctx context.Context, from, to string, count int) ([]Entry, error) {
+	if count <= 0 || from == "" || from == to {
+		return nil, nil
+	}
+	pend, err := q.rdb.XPendingExt(ctx, &redis.XPendingExtArgs{
+		Stream: q.stream, Group: q.group, Consumer: from, Start: "-", End: "+", Count: int64(count),
+	}).Result()
+	if err != nil {
+		if strings.Contains(err.Error(), "NOGROUP") {
+			return nil, nil
+		}
+		return nil, fmt.Errorf("pending entries of %s: %w", from, err)
+	}
+	if len(pend) == 0 {
+		return nil, nil
+	}
+	ids := make([]string, len(pend))
+	for i, p := range pend {
+		ids[i] = p.ID
+	}
+	msgs, err := q.rdb.XClaim(ctx, &redis.XClaimArgs{
+		Stream: q.stream, Group: q.group, Consumer: to, MinIdle: 0, Messages: ids,
+	}).Result()
+	if err != nil {
+		return nil, fmt.Errorf("claim entries of %s: %w", from, err)
+	}
+	out := make([]Entry, 0, len(msgs))
+	for _, m := range msgs {
+		out = append(out, toEntry(m))
+	}
+	return out, nil
+}

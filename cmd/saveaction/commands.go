@@ -9,11 +9,14 @@ import (
 	"log/slog"
 	"os"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 
 	"github.com/saveaction/runner/actors"
+	"github.com/saveaction/runner/cluster"
+	api "github.com/saveaction/runner/http"
 	"github.com/saveaction/runner/persistence"
 	"github.com/saveaction/runner/service"
 )
@@ -140,11 +143,18 @@ func apiCmd(ctx context.Context, args []string) error {
 	}
 	defer b.Close()
 	sys := actors.NewSystem(log)
-	httpAPI, err := apiServer(b, &actors.Canceller{System: sys, Runs: b.runs}, newRegistry())
+	membership := remoteService(sys, cfg, log)
+	var fleet api.Fleet
+	if cfg.Cluster.Enabled() {
+		var node *cluster.Node
+		node, membership = clusterService(cfg, sys, log, nil, nil)
+		fleet = clusterFleet{node: node}
+	}
+	httpAPI, err := apiServer(b, &actors.Canceller{System: sys, Runs: b.runs}, newRegistry(), fleet)
 	if err != nil {
 		return err
 	}
-	return service.NewGroup(log, remoteService(sys, cfg, log), httpAPI).Run(ctx)
+	return service.NewGroup(log, membership, httpAPI).Run(ctx)
 }
 
 // workerCmd is a worker node: the actor remote, the metrics endpoint, the
@@ -163,11 +173,26 @@ func workerCmd(ctx context.Context, args []string) error {
 	sys := actors.NewSystem(log)
 	reg := newRegistry()
 	m := actors.NewMetrics(reg)
-	svcs := []service.Service{remoteService(sys, cfg, log)}
+	var worker atomic.Pointer[actors.Worker]
+	// The membership (or the bare remote) starts first and stops last: a
+	// worker draining on SIGTERM stays a member until its runs are handed
+	// back, so no survivor takes them over while they still run here.
+	var svcs []service.Service
+	if cfg.Cluster.Enabled() {
+		rec := newReconciler(b, m)
+		_, membership := clusterService(cfg, sys, log, &worker, rec.Run)
+		svcs = append(svcs, membership)
+	} else {
+		svcs = append(svcs, remoteService(sys, cfg, log))
+	}
 	if cfg.MetricsPort != 0 {
 		svcs = append(svcs, metricsServer(cfg, reg, log))
 	}
-	svcs = append(svcs, workerService(b, sys, reg, m, cfg.MetricsPort != 0), reconcilerService(b, m), retentionService(b))
+	svcs = append(svcs, workerService(b, sys, reg, m, cfg.MetricsPort != 0, &worker))
+	if !cfg.Cluster.Enabled() {
+		svcs = append(svcs, reconcilerService(b, m))
+	}
+	svcs = append(svcs, retentionService(b))
 	return service.NewGroup(log, svcs...).Run(ctx)
 }
 
@@ -203,7 +228,8 @@ func devCmd(ctx context.Context, args []string, stdout io.Writer) error {
 	sys := actors.NewSystem(log)
 	reg := newRegistry()
 	m := actors.NewMetrics(reg)
-	httpAPI, err := apiServer(b, &actors.Canceller{System: sys, Runs: b.runs}, reg)
+	var worker atomic.Pointer[actors.Worker]
+	httpAPI, err := apiServer(b, &actors.Canceller{System: sys, Runs: b.runs}, reg, localFleet{worker: worker.Load})
 	if err != nil {
 		return err
 	}
@@ -214,7 +240,7 @@ func devCmd(ctx context.Context, args []string, stdout io.Writer) error {
 		demo = demoServer(cfg, log)
 		svcs = append(svcs, demo)
 	}
-	svcs = append(svcs, workerService(b, sys, reg, m, false), reconcilerService(b, m), retentionService(b), httpAPI)
+	svcs = append(svcs, workerService(b, sys, reg, m, false, &worker), reconcilerService(b, m), retentionService(b), httpAPI)
 	g := service.NewGroup(log, svcs...)
 	if err := g.Start(ctx); err != nil {
 		return err

@@ -14,10 +14,11 @@ import (
 	"time"
 
 	"github.com/robfig/cron/v3"
-	"github.com/saveaction/runner/netguard"
 
 	"github.com/saveaction/runner/actors"
 	"github.com/saveaction/runner/artifacts"
+	"github.com/saveaction/runner/cluster"
+	"github.com/saveaction/runner/netguard"
 )
 
 // Config is the service configuration, read from the environment; every
@@ -41,8 +42,8 @@ type Config struct {
 	RateLimitPerMinute   int           // RATE_LIMIT_PER_MINUTE (600)
 	MetricsPort          int           // METRICS_PORT (worker; 9464, 0 = off)
 	MetricsPortExplicit  bool          // METRICS_PORT was set: a taken port stops start-up instead of falling back
-	ClusterProvider      string        // CLUSTER_PROVIDER (only "" or none: no provider is built in)
-	ClusterHosts         []string      // CLUSTER_HOSTS (comma list; unused until a provider is)
+	ClusterProvider      string        // CLUSTER_PROVIDER (none|automanaged|etcd|k8s; none: the node runs alone)
+	ClusterHosts         []string      // CLUSTER_HOSTS (automanaged: every node's host:port, comma list)
 	ActorHost            string        // ACTOR_HOST (127.0.0.1)
 	ActorPort            int           // ACTOR_PORT (0 = pick a free port)
 	ActorAdvertised      string        // ACTOR_ADVERTISED_HOST (host:port other nodes use; "" = as listened)
@@ -70,6 +71,8 @@ type Config struct {
 	RetentionSchedule  cron.Schedule // RETENTION_SCHEDULE (cron, UTC; daily 03:00)
 	RetentionSpec      string
 	ArtifactLinkSecret string // ARTIFACT_LINK_SECRET (signs artifact links; generated and logged as a warning if unset)
+	// Cluster is every CLUSTER_* setting as one value.
+	Cluster cluster.Config
 }
 
 // configVars lists every variable with its default.
@@ -91,8 +94,11 @@ var configDefaults = map[string]string{
 	"SHUTDOWN_GRACE_SECONDS":  "30",
 	"RATE_LIMIT_PER_MINUTE":   "600",
 	"METRICS_PORT":            "9464",
-	"CLUSTER_PROVIDER":        "",
+	"CLUSTER_PROVIDER":        "none",
+	"CLUSTER_NAME":            "saveaction",
 	"CLUSTER_HOSTS":           "",
+	"CLUSTER_PORT":            "0",
+	"CLUSTER_ETCD_ENDPOINTS":  "",
 	"ACTOR_HOST":              "127.0.0.1",
 	"ACTOR_PORT":              "0",
 	"ACTOR_ADVERTISED_HOST":   "",
@@ -239,20 +245,30 @@ func loadConfig(name string, args []string, overrides map[string]string) (*Confi
 	if u, err := url.Parse(c.RedisURL); err != nil || (u.Scheme != "redis" && u.Scheme != "rediss") {
 		errs = append(errs, fmt.Errorf("REDIS_URL=%q: must be a redis:// URL", c.RedisURL))
 	}
-	switch c.ClusterProvider {
-	case "", "none":
-	default:
-		// Nodes reach each other through the actor address recorded on each
-		// run (protoactor remote); no cluster membership provider is built in.
-		errs = append(errs, fmt.Errorf("CLUSTER_PROVIDER=%q: no cluster provider is built in; leave it empty (nodes talk through the actor addresses recorded on runs)", c.ClusterProvider))
+	c.ClusterHosts = commaList(vals["CLUSTER_HOSTS"])
+	c.Cluster = cluster.Config{
+		Provider:      strings.TrimSpace(c.ClusterProvider),
+		Name:          strings.TrimSpace(vals["CLUSTER_NAME"]),
+		Hosts:         c.ClusterHosts,
+		Port:          intVar("CLUSTER_PORT", 0, 65535),
+		EtcdEndpoints: commaList(vals["CLUSTER_ETCD_ENDPOINTS"]),
 	}
-	if h := strings.TrimSpace(vals["CLUSTER_HOSTS"]); h != "" {
-		for _, p := range strings.Split(h, ",") {
-			c.ClusterHosts = append(c.ClusterHosts, strings.TrimSpace(p))
-		}
+	if err := c.Cluster.Validate(); err != nil {
+		errs = append(errs, err)
 	}
 	if len(errs) > 0 {
 		return nil, nil, fmt.Errorf("invalid configuration: %w", errors.Join(errs...))
 	}
 	return c, fs.Args(), nil
+}
+
+// commaList splits a comma-separated setting, dropping blanks.
+func commaList(v string) []string {
+	var out []string
+	for _, p := range strings.Split(v, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
 }

@@ -13,6 +13,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -30,6 +31,7 @@ import (
 	"github.com/saveaction/runner/actors"
 	"github.com/saveaction/runner/artifacts"
 	"github.com/saveaction/runner/browser"
+	"github.com/saveaction/runner/cluster"
 	"github.com/saveaction/runner/examples"
 	api "github.com/saveaction/runner/http"
 	"github.com/saveaction/runner/netguard"
@@ -209,7 +211,7 @@ func (l redisLogger) Printf(ctx context.Context, format string, v ...any) {
 }
 
 // apiServer is the REST API as a component.
-func apiServer(b *backends, canceller api.Canceller, reg *prometheus.Registry) (*service.Server, error) {
+func apiServer(b *backends, canceller api.Canceller, reg *prometheus.Registry, fleet api.Fleet) (*service.Server, error) {
 	// Ends before Fiber's shutdown, which would otherwise wait for every
 	// open event stream.
 	life, stopStreams := context.WithCancel(context.Background())
@@ -228,6 +230,7 @@ func apiServer(b *backends, canceller api.Canceller, reg *prometheus.Registry) (
 		BrowsersAvailable:  []string{"chromium"},
 		Artifacts:          b.store,
 		ArtifactLinkSecret: artifactLinkSecret(b.cfg, b.log),
+		Fleet:              fleet,
 	})
 	if err != nil {
 		stopStreams()
@@ -286,7 +289,7 @@ func remoteService(sys *actor.ActorSystem, cfg *Config, log *slog.Logger) servic
 // workerService is the coordinator with its browser pool: started, it
 // pulls runs; stopped, it drains within the shutdown grace and hands the
 // rest back (DESIGN.md rule 6), then closes every browser.
-func workerService(b *backends, sys *actor.ActorSystem, reg prometheus.Registerer, m *actors.Metrics, metricsOn bool) service.Service {
+func workerService(b *backends, sys *actor.ActorSystem, reg prometheus.Registerer, m *actors.Metrics, metricsOn bool, started *atomic.Pointer[actors.Worker]) service.Service {
 	cfg := b.cfg
 	var (
 		pool *actors.Pool
@@ -331,7 +334,7 @@ func workerService(b *backends, sys *actor.ActorSystem, reg prometheus.Registere
 			var err error
 			w, err = actors.StartWorker(ctx, actors.Deps{
 				System: sys, Runs: b.runs, Queue: b.queue, Pool: pool, Log: b.log, Metrics: m,
-				Worker: cfg.WorkerName, Concurrency: cfg.WorkerConcurrency, Lease: cfg.Lease,
+				Worker: cfg.WorkerName, Version: version, Concurrency: cfg.WorkerConcurrency, Lease: cfg.Lease,
 				ScreenshotDir: cfg.ScreenshotStorage, VideoDir: cfg.VideoStoragePath, FilesDir: cfg.FilesPath,
 				Events:    b.events,
 				Artifacts: b.store,
@@ -340,12 +343,14 @@ func workerService(b *backends, sys *actor.ActorSystem, reg prometheus.Registere
 				pool.Close()
 				return err
 			}
+			started.Store(w)
 			b.log.Info("worker started", "worker", cfg.WorkerName, "concurrency", cfg.WorkerConcurrency, "chromium", bin)
 			return nil
 		},
 		Stop: func(ctx context.Context) error {
 			b.log.Info("shutting down worker", "grace", cfg.ShutdownGrace)
 			err := w.Shutdown(ctx, cfg.ShutdownGrace)
+			started.Store(nil)
 			pool.Close()
 			return err
 		},
@@ -357,8 +362,7 @@ func workerService(b *backends, sys *actor.ActorSystem, reg prometheus.Registere
 // reconcilerService is the loop that re-dispatches runs whose stream
 // entries were lost (one node at a time, under a Redis lock).
 func reconcilerService(b *backends, m *actors.Metrics) service.Service {
-	rec := &actors.Reconciler{Runs: b.runs, Queue: b.queue, Redis: b.rdb, LockKey: b.cfg.RedisPrefix + "reconciler:lock",
-		Owner: b.cfg.WorkerName, Lease: b.cfg.Lease, Log: b.log, Metrics: m}
+	rec := newReconciler(b, m)
 	return service.New("reconciler", service.Funcs{
 		Run: func(ctx context.Context) error { rec.Run(ctx); return nil },
 	})
@@ -376,6 +380,35 @@ func retentionService(b *backends) service.Service {
 	r := newRetention(b)
 	return service.New("artifact retention", service.Funcs{
 		Run: func(ctx context.Context) error { r.Run(ctx); return nil },
+	})
+}
+
+// newReconciler is the reconciler of this node's configuration.
+func newReconciler(b *backends, m *actors.Metrics) *actors.Reconciler {
+	return &actors.Reconciler{Runs: b.runs, Queue: b.queue, Redis: b.rdb, LockKey: b.cfg.RedisPrefix + "reconciler:lock",
+		Owner: b.cfg.WorkerName, Lease: b.cfg.Lease, Log: b.log, Metrics: m}
+}
+
+// clusterService is this node's cluster membership, which also starts the
+// actor remote (in place of remoteService). A worker is a member: when
+// another worker leaves, its pending runs are claimed at once, and the
+// reconciler runs as the cluster's one maintenance identity. An API node
+// (worker nil) is a client that sees the members for the fleet view.
+func clusterService(cfg *Config, sys *actor.ActorSystem, log *slog.Logger, worker *atomic.Pointer[actors.Worker], maintenance func(context.Context)) (*cluster.Node, service.Service) {
+	opts := cluster.Options{Host: cfg.ActorHost, Port: cfg.ActorPort, Advertised: cfg.ActorAdvertised, Log: log}
+	if worker != nil {
+		opts.Worker = cfg.WorkerName
+		opts.Maintenance = maintenance
+		opts.OnLeft = func(name string) {
+			if w := worker.Load(); w != nil {
+				w.MemberLeft(name)
+			}
+		}
+	}
+	n := cluster.New(cfg.Cluster, sys, opts)
+	return n, service.New(n.Name(), service.Funcs{
+		Start: n.Start,
+		Stop:  n.Stop,
 	})
 }
 

@@ -1,0 +1,381 @@
+package main
+
+import (
+	"fmt"
+	nethttp "net/http"
+	"os/exec"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/saveaction/runner/persistence"
+)
+
+// startEtcd runs a private etcd (Debian's etcd-server) on free loopback
+// ports with a data folder of its own, stopped when the test ends. It
+// returns the client URL.
+func startEtcd(t *testing.T) string {
+	t.Helper()
+	bin, err := exec.LookPath("etcd")
+	if err != nil {
+		t.Skip("etcd is not installed (apt-get install etcd-server)")
+	}
+	client, peer := freePort(t), freePort(t)
+	curl := fmt.Sprintf("http://127.0.0.1:%d", client)
+	purl := fmt.Sprintf("http://127.0.0.1:%d", peer)
+	cmd := exec.Command(bin, "--name", "t", "--data-dir", t.TempDir(),
+		"--listen-client-urls", curl, "--advertise-client-urls", curl,
+		"--listen-peer-urls", purl, "--initial-advertise-peer-urls", purl,
+		"--initial-cluster", "t="+purl, "--log-level", "error")
+	logs := &syncBuffer{}
+	cmd.Stdout, cmd.Stderr = logs, logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		if resp, err := nethttp.Get(curl + "/health"); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return curl
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("etcd never became healthy:\n%s", logs.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// clusterFleet is a fleet whose nodes form a cluster, with a token that may
+// see and drain the workers.
+type clusterTest struct {
+	*fleet
+	ops      *devNode
+	provider string
+	// workerEnv gives each worker its cluster settings (automanaged: its
+	// own port among the shared host list).
+	workerEnv func(i int) []string
+}
+
+func newClusterTest(t *testing.T, provider string, workers int, extraEnv ...string) *clusterTest {
+	t.Helper()
+	ct := &clusterTest{provider: provider}
+	var env []string
+	switch provider {
+	case "etcd":
+		env = []string{"CLUSTER_PROVIDER=etcd", "CLUSTER_ETCD_ENDPOINTS=" + startEtcd(t), "CLUSTER_NAME=sa-" + randHex(3)}
+		ct.workerEnv = func(int) []string { return nil }
+	case "automanaged":
+		ports := make([]int, workers)
+		hosts := make([]string, workers)
+		for i := range ports {
+			ports[i] = freePort(t)
+			hosts[i] = fmt.Sprintf("127.0.0.1:%d", ports[i])
+		}
+		env = []string{"CLUSTER_PROVIDER=automanaged", "CLUSTER_HOSTS=" + strings.Join(hosts, ","), "CLUSTER_NAME=sa-" + randHex(3)}
+		ct.workerEnv = func(i int) []string { return []string{fmt.Sprintf("CLUSTER_PORT=%d", ports[i])} }
+	}
+	ct.fleet = newFleet(t, append(env, extraEnv...)...)
+	out, err := ct.command("token", "create", "--email", "fleet@example.com", "--name", "ops",
+		"--scopes", "workers:read,workers:manage,runs:read").Output()
+	if err != nil {
+		t.Fatalf("token create --scopes workers:*: %v", err)
+	}
+	ct.ops = &devNode{t: t, base: ct.api.base, token: strings.TrimSpace(string(out))}
+	return ct
+}
+
+type fleetView struct {
+	Workers []struct {
+		Name  string   `json:"name"`
+		State string   `json:"state"`
+		Busy  int      `json:"busy"`
+		Slots int      `json:"slots"`
+		Runs  []string `json:"runs"`
+	} `json:"workers"`
+	Clustered bool `json:"clustered"`
+}
+
+func (ct *clusterTest) view() fleetView {
+	var v fleetView
+	ct.ops.call("GET", "/api/v1/workers", nil, 200, &v)
+	return v
+}
+
+func (v fleetView) names() []string {
+	var out []string
+	for _, w := range v.Workers {
+		out = append(out, w.Name)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// waitWorkers polls the fleet view until it lists exactly names.
+func (ct *clusterTest) waitWorkers(within time.Duration, names ...string) time.Duration {
+	ct.t.Helper()
+	slices.Sort(names)
+	start := time.Now()
+	for {
+		v := ct.view()
+		if slices.Equal(v.names(), names) {
+			return time.Since(start)
+		}
+		if time.Since(start) > within {
+			ct.t.Fatalf("fleet view lists %v, want %v within %s", v.names(), names, within)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// A killed worker's run runs again on another member within seconds (not a
+// lease of 30 s), passes once, with no duplicate rows and no orphan
+// Chromium; the fleet view drops the dead node.
+func TestClusterKilledWorkersRunRestartsWithinSeconds(t *testing.T) {
+	for _, provider := range []string{"etcd", "automanaged"} {
+		t.Run(provider, func(t *testing.T) {
+			ct := newClusterTest(t, provider, 3, "LEASE_SECONDS=30")
+			names := []string{"cw-a", "cw-b", "cw-c"}
+			procs := map[string]*proc{}
+			for i, n := range names {
+				procs[n] = ct.worker(n, append(ct.workerEnv(i), "WORKER_CONCURRENCY=1")...)
+			}
+			ct.waitWorkers(60*time.Second, names...)
+			if !ct.view().Clustered {
+				t.Fatal("fleet view says no cluster")
+			}
+
+			id := ct.createRun(ct.slowRecording(8), map[string]any{"timingMode": "realistic", "timeout": 5000})
+			r := ct.waitFor(id, 60*time.Second, "running with progress", func(r runView) bool {
+				if r.Status != "running" {
+					return false
+				}
+				done := 0
+				for _, act := range ct.actions(id) {
+					if act.Status == "success" {
+						done++
+					}
+				}
+				return done >= 2
+			})
+			owner := r.WorkerNode
+			if err := procs[owner].cmd.Process.Signal(syscall.SIGKILL); err != nil {
+				t.Fatal(err)
+			}
+			killedAt := time.Now()
+			r = ct.waitFor(id, 25*time.Second, "running again on another worker", func(r runView) bool {
+				return r.Attempt == 2 && r.WorkerNode != owner && r.Status == "running"
+			})
+			restarted := time.Since(killedAt)
+			t.Logf("%s: run restarted on %s %s after kill -9 of %s (lease 30 s)", provider, r.WorkerNode, restarted, owner)
+			// The target is 5 s; a loaded machine gets room, but a take-over by
+			// lease expiry (30 s) would fail this.
+			if restarted > 15*time.Second {
+				t.Errorf("restart took %s: not the cluster's detection", restarted)
+			}
+			var alive []string
+			for _, n := range names {
+				if n != owner {
+					alive = append(alive, n)
+				}
+			}
+			gone := ct.waitWorkers(15*time.Second, alive...)
+			t.Logf("%s: the fleet view dropped %s %s after the kill", provider, owner, time.Since(killedAt))
+			_ = gone
+
+			run := ct.waitFor(id, 90*time.Second, "finished", func(r runView) bool { return persistence.IsTerminal(persistence.Status(r.Status)) })
+			if run.Status != "passed" || run.Attempt != 2 {
+				t.Fatalf("recovered run = %+v, want passed as attempt 2", run)
+			}
+			acts := ct.actions(id)
+			if len(acts) != 8 {
+				t.Fatalf("%d action rows, want 8 (no duplicates)", len(acts))
+			}
+			for i, act := range acts {
+				if act.ActionIndex != i || act.Status != "success" {
+					t.Errorf("action %d = %+v", i, act)
+				}
+			}
+			deadline := time.Now().Add(10 * time.Second)
+			for len(orphanChromium()) > 0 && time.Now().Before(deadline) {
+				time.Sleep(100 * time.Millisecond)
+			}
+			if o := orphanChromium(); len(o) > 0 {
+				t.Errorf("Chromium outlived its killed worker: pids %v", o)
+			}
+		})
+	}
+}
+
+// A worker frozen (SIGSTOP) past detection loses its run to a survivor;
+// thawed (SIGCONT), it finds its attempt fenced, writes nothing, and goes
+// on serving new runs.
+func TestClusterFrozenWorkerIsFencedAndServesAgain(t *testing.T) {
+	ct := newClusterTest(t, "etcd", 3, "LEASE_SECONDS=30")
+	names := []string{"fz-a", "fz-b", "fz-c"}
+	procs := map[string]*proc{}
+	for i, n := range names {
+		procs[n] = ct.worker(n, append(ct.workerEnv(i), "WORKER_CONCURRENCY=1")...)
+	}
+	ct.waitWorkers(60*time.Second, names...)
+	id := ct.createRun(ct.slowRecording(8), map[string]any{"timingMode": "realistic", "timeout": 5000})
+	r := ct.waitFor(id, 60*time.Second, "running", func(r runView) bool { return r.Status == "running" && r.WorkerNode != "" })
+	owner := r.WorkerNode
+	frozen := procs[owner]
+	if err := frozen.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	stoppedAt := time.Now()
+	t.Cleanup(func() { _ = frozen.cmd.Process.Signal(syscall.SIGCONT) })
+	r = ct.waitFor(id, 25*time.Second, "taken over by a survivor", func(r runView) bool {
+		return r.Attempt == 2 && r.WorkerNode != owner
+	})
+	t.Logf("frozen %s's run taken over by %s %s after SIGSTOP", owner, r.WorkerNode, time.Since(stoppedAt))
+	if err := frozen.cmd.Process.Signal(syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	run := ct.waitFor(id, 90*time.Second, "finished", func(r runView) bool { return persistence.IsTerminal(persistence.Status(r.Status)) })
+	if run.Status != "passed" || run.Attempt != 2 || run.WorkerNode == owner {
+		t.Fatalf("run = %+v, want passed once, as attempt 2, not on the frozen %s", run, owner)
+	}
+	acts := ct.actions(id)
+	if len(acts) != 8 {
+		t.Fatalf("%d action rows, want 8", len(acts))
+	}
+	for i, act := range acts {
+		if act.Status != "success" {
+			t.Errorf("action %d = %+v (a fenced write landed?)", i, act)
+		}
+	}
+	// The thawed node's lease renewal finds the attempt gone and stops it.
+	deadline := time.Now().Add(30 * time.Second)
+	for !strings.Contains(frozen.logs.String(), "its lease is lost") {
+		if time.Now().After(deadline) {
+			t.Fatalf("the thawed worker never stopped its fenced attempt")
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if frozen.exited(0) {
+		t.Fatal("the thawed worker exited")
+	}
+	// It serves new runs: drain the others, so only it may pull.
+	for _, n := range names {
+		if n != owner {
+			ct.ops.call("POST", "/api/v1/workers/"+n+"/drain", nil, 200, nil)
+		}
+	}
+	id2 := ct.createRun(ct.slowRecording(2), map[string]any{"timingMode": "instant"})
+	run2 := ct.waitFor(id2, 60*time.Second, "finished", func(r runView) bool { return persistence.IsTerminal(persistence.Status(r.Status)) })
+	if run2.Status != "passed" || run2.WorkerNode != owner {
+		t.Fatalf("new run = %+v, want passed on the thawed %s", run2, owner)
+	}
+	t.Logf("thawed %s in the fleet view again: %v", owner, slices.Contains(ct.view().names(), owner))
+}
+
+// Drain: a draining worker pulls nothing new, finishes its runs, stays up
+// and says so; a second drain is a no-op; resume undoes it; an unknown
+// name is 404; the default token may not see the fleet.
+func TestClusterDrainAndResume(t *testing.T) {
+	ct := newClusterTest(t, "automanaged", 2, "LEASE_SECONDS=30")
+	names := []string{"dr-a", "dr-b"}
+	for i, n := range names {
+		ct.worker(n, append(ct.workerEnv(i), "WORKER_CONCURRENCY=1")...)
+	}
+	ct.waitWorkers(60*time.Second, names...)
+	ct.api.call("GET", "/api/v1/workers", nil, 403, nil)
+	ct.ops.call("POST", "/api/v1/workers/no-such-worker/drain", nil, 404, nil)
+
+	id1 := ct.createRun(ct.slowRecording(5), map[string]any{"timingMode": "realistic", "timeout": 5000})
+	r1 := ct.waitFor(id1, 60*time.Second, "running", func(r runView) bool { return r.Status == "running" && r.WorkerNode != "" })
+	drained := r1.WorkerNode
+	other := names[0]
+	if other == drained {
+		other = names[1]
+	}
+	var w struct {
+		Name  string `json:"name"`
+		State string `json:"state"`
+		Runs  []string
+	}
+	for range 2 { // the second drain is a no-op
+		ct.ops.call("POST", "/api/v1/workers/"+drained+"/drain", nil, 200, &w)
+		if w.Name != drained || w.State != "draining" || !slices.Contains(w.Runs, id1) {
+			t.Fatalf("drain answered %+v", w)
+		}
+	}
+	// New runs go to the other worker only, one after the other.
+	id2 := ct.createRun(ct.slowRecording(2), map[string]any{"timingMode": "instant"})
+	id3 := ct.createRun(ct.slowRecording(2), map[string]any{"timingMode": "instant"})
+	for _, id := range []string{id2, id3} {
+		r := ct.waitFor(id, 90*time.Second, "finished", func(r runView) bool { return persistence.IsTerminal(persistence.Status(r.Status)) })
+		if r.Status != "passed" || r.WorkerNode != other {
+			t.Fatalf("run during the drain = %+v, want passed on %s", r, other)
+		}
+	}
+	run1 := ct.waitFor(id1, 90*time.Second, "finished", func(r runView) bool { return persistence.IsTerminal(persistence.Status(r.Status)) })
+	if run1.Status != "passed" || run1.WorkerNode != drained || run1.Attempt != 1 {
+		t.Fatalf("the draining worker's run = %+v, want passed there as attempt 1", run1)
+	}
+	for _, v := range ct.view().Workers {
+		if v.Name == drained && (v.State != "draining" || v.Busy != 0) {
+			t.Fatalf("drained worker after its run: %+v", v)
+		}
+	}
+	ct.ops.call("POST", "/api/v1/workers/"+drained+"/resume", nil, 200, &w)
+	if w.State != "active" {
+		t.Fatalf("resume answered %+v", w)
+	}
+}
+
+// The maintenance singleton (the reconciler) runs on exactly one member and
+// moves to a survivor when its node is killed.
+func TestClusterMaintenanceSingletonMoves(t *testing.T) {
+	ct := newClusterTest(t, "automanaged", 3, "LEASE_SECONDS=30")
+	names := []string{"ms-a", "ms-b", "ms-c"}
+	procs := map[string]*proc{}
+	for i, n := range names {
+		procs[n] = ct.worker(n, ct.workerEnv(i)...)
+	}
+	ct.waitWorkers(60*time.Second, names...)
+	const here = "maintenance singleton runs here"
+	holders := func(among []string) []string {
+		var out []string
+		for _, n := range among {
+			if strings.Contains(procs[n].logs.String(), here) {
+				out = append(out, n)
+			}
+		}
+		return out
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for len(holders(names)) == 0 && time.Now().Before(deadline) {
+		time.Sleep(100 * time.Millisecond)
+	}
+	first := holders(names)
+	if len(first) != 1 {
+		t.Fatalf("maintenance runs on %v, want exactly one member", first)
+	}
+	if err := procs[first[0]].cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	killedAt := time.Now()
+	var survivors []string
+	for _, n := range names {
+		if n != first[0] {
+			survivors = append(survivors, n)
+		}
+	}
+	deadline = time.Now().Add(20 * time.Second)
+	for len(holders(survivors)) == 0 && time.Now().Before(deadline) {
+		time.Sleep(100 * time.Millisecond)
+	}
+	moved := holders(survivors)
+	if len(moved) != 1 {
+		t.Fatalf("after killing %s maintenance runs on %v, want exactly one survivor", first[0], moved)
+	}
+	t.Logf("maintenance moved from %s to %s %s after kill -9", first[0], moved[0], time.Since(killedAt))
+}
