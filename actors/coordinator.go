@@ -13,8 +13,10 @@ import (
 	"github.com/saveaction/runner/queue"
 )
 
-// pullBlock is how long one XREADGROUP waits for new entries.
-const pullBlock = 2 * time.Second
+// pullBlock is how long one XREADGROUP waits for new entries. It bounds how
+// long a reclaim pass or the claim of a departed worker's entries waits
+// behind a blocking pull: every read goes through one gate.
+const pullBlock = 500 * time.Millisecond
 
 // Coordinator messages (local).
 type (
@@ -25,6 +27,9 @@ type (
 		// cursor is where the next reclaim pass starts ("" after a pull).
 		cursor  string
 		reclaim bool
+		// from names the worker that left the cluster when the entries
+		// were claimed from it.
+		from string
 	}
 	reclaimTick struct{}
 	statsTick   struct{}
@@ -38,12 +43,6 @@ type (
 	// memberLeft says a worker left the cluster: claim its pending entries
 	// now instead of waiting for their lease.
 	memberLeft struct{ worker string }
-	// claimed delivers the entries taken from a worker that left.
-	claimed struct {
-		from    string
-		entries []queue.Entry
-		err     error
-	}
 )
 
 // coordinator pulls runs from the stream while it has free slots and
@@ -58,9 +57,12 @@ type coordinator struct {
 	reading bool
 	// reclaimDue asks the next read to be a reclaim pass, from cursor.
 	reclaimDue bool
-	cursor     string
-	draining   bool
-	drained    chan struct{}
+	// departed lists workers that left the cluster whose pending entries
+	// the next reads claim.
+	departed []string
+	cursor   string
+	draining bool
+	drained  chan struct{}
 	// paused is an operator's drain (POST /workers/:name/drain): pull
 	// nothing new, let the runs finish, stay up. Unlike draining it can be
 	// undone.
@@ -115,23 +117,21 @@ func (c *coordinator) Receive(ctx actor.Context) {
 			msg.entries = nil
 		}
 		for _, e := range msg.entries {
-			c.spawn(ctx, e)
+			c.spawnFrom(ctx, e, msg.from)
 		}
 		if msg.err != nil && c.ctx.Err() == nil {
-			c.d.Log.Warn("pull runs", "worker", c.d.Worker, "error", msg.err)
+			c.d.Log.Warn("pull runs", "worker", c.d.Worker, "from", msg.from, "error", msg.err)
 			scheduler.NewTimerScheduler(ctx).SendOnce(time.Second, ctx.Self(), &pullNow{})
 			return
 		}
 		c.tryPull(ctx)
 	case *memberLeft:
-		c.claimFrom(ctx, msg.worker)
-	case *claimed:
-		if msg.err != nil && c.ctx.Err() == nil {
-			c.d.Log.Warn("claim entries of a worker that left", "worker", c.d.Worker, "left", msg.from, "error", msg.err)
+		// Claimed by the next read: one read in flight at a time, so
+		// what it delivers never exceeds the free slots.
+		if msg.worker != c.d.Worker && !slices.Contains(c.departed, msg.worker) {
+			c.departed = append(c.departed, msg.worker)
 		}
-		for _, e := range msg.entries {
-			c.spawnFrom(ctx, e, msg.from)
-		}
+		c.tryPull(ctx)
 	case *WorkerInfoRequest:
 		ctx.Respond(c.info(ctx))
 	case *SetDraining:
@@ -207,7 +207,14 @@ func (c *coordinator) tryPull(ctx actor.Context) {
 	}
 	c.reading = true
 	reclaim := c.reclaimDue
-	c.reclaimDue = false
+	var from string
+	if len(c.departed) > 0 {
+		// A departed worker's runs first: they are already late.
+		from, c.departed = c.departed[0], c.departed[1:]
+		reclaim = false
+	} else {
+		c.reclaimDue = false
+	}
 	sys, self, cursor := ctx.ActorSystem(), ctx.Self(), c.cursor
 	pctx, stop := context.WithCancel(c.ctx)
 	c.stopRead = stop
@@ -216,7 +223,12 @@ func (c *coordinator) tryPull(ctx actor.Context) {
 		defer c.bg.Done()
 		defer stop()
 		var msg pulled
-		if reclaim {
+		if from != "" {
+			msg.from = from
+			cctx, cancel := context.WithTimeout(pctx, 5*time.Second)
+			msg.entries, msg.err = c.d.Queue.ClaimFrom(cctx, from, c.d.Worker, n)
+			cancel()
+		} else if reclaim {
 			msg.reclaim = true
 			msg.entries, msg.cursor, msg.err = c.d.Queue.Reclaim(pctx, c.d.Worker, c.d.Lease, n, cursor)
 		} else {
@@ -225,27 +237,6 @@ func (c *coordinator) tryPull(ctx actor.Context) {
 		if errors.Is(msg.err, context.Canceled) {
 			msg.err = nil
 		}
-		sys.Root.Send(self, &msg)
-	}()
-}
-
-// claimFrom takes the pending entries of a worker that left the cluster,
-// as many as there are free slots, off the mailbox. A read in flight may
-// meanwhile deliver entries for the same slots: spawn then runs past the
-// concurrency for a moment rather than leave new runs to wait a lease.
-func (c *coordinator) claimFrom(ctx actor.Context, dead string) {
-	n := c.free()
-	if dead == c.d.Worker || c.draining || c.paused || n <= 0 || c.ctx.Err() != nil {
-		return
-	}
-	sys, self, pctx := ctx.ActorSystem(), ctx.Self(), c.ctx
-	c.bg.Add(1)
-	go func() {
-		defer c.bg.Done()
-		cctx, cancel := context.WithTimeout(pctx, 5*time.Second)
-		defer cancel()
-		msg := claimed{from: dead}
-		msg.entries, msg.err = c.d.Queue.ClaimFrom(cctx, dead, c.d.Worker, n)
 		sys.Root.Send(self, &msg)
 	}()
 }
@@ -309,10 +300,11 @@ func (c *coordinator) spawnFrom(ctx actor.Context, e queue.Entry, deadOwner stri
 		return // a second entry for a run we are running: the run actor acks on finish
 	}
 	if c.free() <= 0 {
-		// Only when entries claimed from a worker that left met a read
-		// that was already in flight: run past the concurrency for a
-		// moment rather than leave a run pending until its lease ends.
-		c.d.Log.Warn("entry delivered with no free slot; running it past the concurrency", "runId", id, "entry", e.ID)
+		// Cannot happen while every read goes through tryPull and asks
+		// for at most the free slots; if it did, the entry stays pending
+		// and is reclaimed after the lease.
+		c.d.Log.Error("entry delivered with no free slot; left pending", "runId", id, "entry", e.ID)
+		return
 	}
 	props := actor.PropsFromProducer(newRunActor(c.d, e, deadOwner))
 	pid, err := ctx.SpawnNamed(props, "run-"+id)
