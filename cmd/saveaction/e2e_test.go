@@ -77,7 +77,7 @@ type devNode struct {
 	token    string
 	dsn      string
 	prefix   string
-	logs     *bytes.Buffer
+	logs     *syncBuffer // written by the process's output copier
 }
 
 func startDev(t *testing.T, extraEnv ...string) *devNode {
@@ -86,7 +86,7 @@ func startDev(t *testing.T, extraEnv ...string) *devNode {
 	n := &devNode{t: t,
 		dsn:    "postgres://root@127.0.0.1:5432/sa_e2e_" + id + "?sslmode=disable",
 		prefix: "e2e:" + id + ":",
-		logs:   &bytes.Buffer{},
+		logs:   &syncBuffer{},
 	}
 	port, demo := freePort(t), freePort(t)
 	n.demoPort = demo
