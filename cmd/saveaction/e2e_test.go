@@ -82,6 +82,9 @@ type devNode struct {
 
 func startDev(t *testing.T, extraEnv ...string) *devNode {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("process-level test: skipped with -short")
+	}
 	id := randHex(4)
 	n := &devNode{t: t,
 		dsn:    "postgres://root@127.0.0.1:5432/sa_e2e_" + id + "?sslmode=disable",

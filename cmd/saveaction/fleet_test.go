@@ -60,6 +60,9 @@ func (s *syncBuffer) String() string {
 
 func newFleet(t *testing.T, extraEnv ...string) *fleet {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("process-level test: skipped with -short")
+	}
 	id := randHex(4)
 	f := &fleet{t: t,
 		dsn:    "postgres://root@127.0.0.1:5432/sa_fleet_" + id + "?sslmode=disable",
