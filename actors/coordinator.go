@@ -286,8 +286,6 @@ func (c *coordinator) info(ctx actor.Context) *WorkerInfo {
 	return wi
 }
 
-func (c *coordinator) spawn(ctx actor.Context, e queue.Entry) { c.spawnFrom(ctx, e, "") }
-
 // spawnFrom starts the run actor of an entry; deadOwner names the worker
 // that left the cluster when the entry was claimed from it.
 func (c *coordinator) spawnFrom(ctx actor.Context, e queue.Entry, deadOwner string) {
