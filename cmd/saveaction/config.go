@@ -5,10 +5,12 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/netip"
 	"net/url"
 	"os"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -271,4 +273,25 @@ func commaList(v string) []string {
 		}
 	}
 	return out
+}
+
+// configNames is every variable the binary reads, sorted: what deployment
+// files may set (`saveaction config names`).
+func configNames() []string {
+	names := make([]string, 0, len(configDefaults))
+	for k := range configDefaults {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	return names
+}
+
+func configCmd(args []string, stdout io.Writer) error {
+	if len(args) != 1 || args[0] != "names" {
+		return errors.New("usage: saveaction config names")
+	}
+	for _, n := range configNames() {
+		fmt.Fprintln(stdout, n)
+	}
+	return nil
 }

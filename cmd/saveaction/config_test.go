@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"io"
 	"os"
 	"strconv"
 	"strings"
@@ -121,5 +122,24 @@ func TestMetricsPortExplicitOnlyWhenSet(t *testing.T) {
 				t.Fatalf("port %d explicit %v, want %d %v", cfg.MetricsPort, cfg.MetricsPortExplicit, c.port, c.explicit)
 			}
 		})
+	}
+}
+
+func TestConfigNamesListsEveryVariable(t *testing.T) {
+	var out bytes.Buffer
+	if code := dispatch(context.Background(), []string{"config", "names"}, &out, io.Discard); code != 0 {
+		t.Fatalf("exit %d", code)
+	}
+	got := strings.Fields(out.String())
+	if len(got) != len(configDefaults) {
+		t.Fatalf("%d names printed, %d variables known", len(got), len(configDefaults))
+	}
+	for _, n := range got {
+		if _, ok := configDefaults[n]; !ok {
+			t.Errorf("%s printed but not read", n)
+		}
+	}
+	if code := dispatch(context.Background(), []string{"config", "bogus"}, io.Discard, io.Discard); code == 0 {
+		t.Error("config bogus: exit 0")
 	}
 }

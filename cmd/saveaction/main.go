@@ -28,6 +28,7 @@ Usage:
                                  upload recordings to a server, run them there and (--wait) follow them live
   saveaction cleanup [--older-than DURATION] [--dry-run]
                                  one artifact retention pass now; prints what it removed
+  saveaction config names         every configuration variable the binary reads, one per line
   saveaction version
 
 Configuration comes from the environment (DATABASE_URL, REDIS_URL, PORT, WORKER_CONCURRENCY, ...),
@@ -65,6 +66,8 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		return submitCmd(ctx, rest, stdout, stderr)
 	case "cleanup":
 		err = cleanupCmd(ctx, rest, stdout)
+	case "config":
+		err = configCmd(rest, stdout)
 	case "version", "--version":
 		fmt.Fprintln(stdout, "saveaction", version)
 		return 0
