@@ -113,18 +113,11 @@ func parseRunFlags(args []string, stderr io.Writer) (*runFlags, error) {
 	fs.BoolVar(&f.continueOnError, "continue-on-error", false, "keep going after a failed action")
 	fs.BoolVar(&f.servicePolicy, "service-policy", false, "apply the service's policy: web pages only (no file: URLs), file inputs relative to --files only, link-local addresses blocked")
 
-	// Flags may follow file names: parse, take one positional, repeat.
-	for {
-		if err := fs.Parse(args); err != nil {
-			return nil, err
-		}
-		args = fs.Args()
-		if len(args) == 0 {
-			break
-		}
-		f.files = append(f.files, args[0])
-		args = args[1:]
+	files, err := parseInterleaved(fs, args)
+	if err != nil {
+		return nil, err
 	}
+	f.files = files
 	var problems []string
 	if len(f.files) == 0 {
 		problems = append(problems, "no recording FILE given")
@@ -485,4 +478,21 @@ func writeJUnit(path string, results []suiteResult) error {
 		return fmt.Errorf("write JUnit report: %w", err)
 	}
 	return nil
+}
+
+// parseInterleaved parses fs from args where flags may come before, between
+// and after the positional arguments, which it returns in order.
+func parseInterleaved(fs *flag.FlagSet, args []string) ([]string, error) {
+	var positional []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		args = fs.Args()
+		if len(args) == 0 {
+			return positional, nil
+		}
+		positional = append(positional, args[0])
+		args = args[1:]
+	}
 }

@@ -59,19 +59,11 @@ func parseSubmitFlags(args []string, stderr io.Writer) (*submitFlags, error) {
 	fs.StringVar(&f.junit, "junit", "", "write a JUnit XML report to `FILE` (one test case per recording; implies --wait)")
 	fs.Var(varFlag(f.vars), "var", "set a recording variable, `NAME=VALUE` (repeatable; given to the recordings that take it)")
 	fs.StringVar(&f.timingMode, "timing-mode", "", "replay timing: realistic, fast, fixed or instant (server default when unset)")
-	// Flags may come after the files too.
-	rest := args
-	for {
-		if err := fs.Parse(rest); err != nil {
-			return nil, err
-		}
-		rest = fs.Args()
-		if len(rest) == 0 {
-			break
-		}
-		f.files = append(f.files, rest[0])
-		rest = rest[1:]
+	files, err := parseInterleaved(fs, args)
+	if err != nil {
+		return nil, err
 	}
+	f.files = files
 	if f.server == "" {
 		f.server = "http://127.0.0.1:3001"
 	}
