@@ -212,10 +212,17 @@ func TestClusterKilledWorkersRunRestartsWithinSeconds(t *testing.T) {
 }
 
 // A worker frozen (SIGSTOP) past detection loses its run to a survivor;
-// thawed (SIGCONT), it finds its attempt fenced, writes nothing, and goes
-// on serving new runs.
-func TestClusterFrozenWorkerIsFencedAndServesAgain(t *testing.T) {
-	ct := newClusterTest(t, "etcd", 3, "LEASE_SECONDS=30")
+// thawed (SIGCONT), it finds its attempt fenced, writes nothing, joins the
+// cluster again under a fresh member id (the others block its old one for
+// good), shows in the fleet view, and serves new runs.
+func TestClusterFrozenWorkerIsFencedAndRejoins(t *testing.T) {
+	for _, provider := range []string{"etcd", "automanaged"} {
+		t.Run(provider, func(t *testing.T) { frozenWorkerRejoins(t, provider) })
+	}
+}
+
+func frozenWorkerRejoins(t *testing.T, provider string) {
+	ct := newClusterTest(t, provider, 3, "LEASE_SECONDS=30")
 	names := []string{"fz-a", "fz-b", "fz-c"}
 	procs := map[string]*proc{}
 	for i, n := range names {
@@ -234,10 +241,21 @@ func TestClusterFrozenWorkerIsFencedAndServesAgain(t *testing.T) {
 	r = ct.waitFor(id, 25*time.Second, "taken over by a survivor", func(r runView) bool {
 		return r.Attempt == 2 && r.WorkerNode != owner
 	})
-	t.Logf("frozen %s's run taken over by %s %s after SIGSTOP", owner, r.WorkerNode, time.Since(stoppedAt))
+	t.Logf("%s: frozen %s's run taken over by %s %s after SIGSTOP", provider, owner, r.WorkerNode, time.Since(stoppedAt))
+	var others []string
+	for _, n := range names {
+		if n != owner {
+			others = append(others, n)
+		}
+	}
+	ct.waitWorkers(15*time.Second, others...)
 	if err := frozen.cmd.Process.Signal(syscall.SIGCONT); err != nil {
 		t.Fatal(err)
 	}
+	thawedAt := time.Now()
+	// It joins again: every member (and the API) lists it.
+	back := ct.waitWorkers(30*time.Second, names...)
+	t.Logf("%s: thawed %s back in the fleet view %s after SIGCONT", provider, owner, back)
 	run := ct.waitFor(id, 90*time.Second, "finished", func(r runView) bool { return persistence.IsTerminal(persistence.Status(r.Status)) })
 	if run.Status != "passed" || run.Attempt != 2 || run.WorkerNode == owner {
 		t.Fatalf("run = %+v, want passed once, as attempt 2, not on the frozen %s", run, owner)
@@ -262,18 +280,31 @@ func TestClusterFrozenWorkerIsFencedAndServesAgain(t *testing.T) {
 	if frozen.exited(0) {
 		t.Fatal("the thawed worker exited")
 	}
-	// It serves new runs: drain the others, so only it may pull.
-	for _, n := range names {
-		if n != owner {
-			ct.ops.call("POST", "/api/v1/workers/"+n+"/drain", nil, 200, nil)
-		}
+	// The thawed node's lagging view (the others' heartbeats look expired
+	// to it) is not taken for the others leaving: it claims nothing of
+	// theirs.
+	if strings.Contains(frozen.logs.String(), `"worker left the cluster"`) {
+		t.Errorf("the thawed %s took live workers for departed ones", owner)
+	}
+	// It serves new runs, reached through the cluster: drain the others
+	// (through the fleet API), so only it may pull; then drain and resume it.
+	for _, n := range others {
+		ct.ops.call("POST", "/api/v1/workers/"+n+"/drain", nil, 200, nil)
+	}
+	var w struct {
+		State string `json:"state"`
+	}
+	ct.ops.call("POST", "/api/v1/workers/"+owner+"/drain", nil, 200, &w)
+	ct.ops.call("POST", "/api/v1/workers/"+owner+"/resume", nil, 200, &w)
+	if w.State != "active" {
+		t.Fatalf("resume of the thawed %s answered %+v", owner, w)
 	}
 	id2 := ct.createRun(ct.slowRecording(2), map[string]any{"timingMode": "instant"})
 	run2 := ct.waitFor(id2, 60*time.Second, "finished", func(r runView) bool { return persistence.IsTerminal(persistence.Status(r.Status)) })
 	if run2.Status != "passed" || run2.WorkerNode != owner {
 		t.Fatalf("new run = %+v, want passed on the thawed %s", run2, owner)
 	}
-	t.Logf("thawed %s in the fleet view again: %v", owner, slices.Contains(ct.view().names(), owner))
+	t.Logf("%s: thawed %s ran a new run %s after SIGCONT", provider, owner, time.Since(thawedAt))
 }
 
 // Drain: a draining worker pulls nothing new, finishes its runs, stays up
