@@ -561,7 +561,7 @@ func (n *Node) apply(e topologyEvent) {
 	}
 	// A node that was stalled sees the others' heartbeats expire and drops
 	// them: its view lags, they did not die. It joins again instead.
-	stalled := n.stalled.Load() || time.Since(time.Unix(0, n.lastBeat.Load())) > stallLimit
+	stalled := n.opts.Worker != "" && (n.stalled.Load() || time.Since(time.Unix(0, n.lastBeat.Load())) > stallLimit)
 	for _, w := range left {
 		switch {
 		case w == n.opts.Worker:

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	nethttp "net/http"
 	"os/exec"
@@ -409,4 +410,77 @@ func TestClusterMaintenanceSingletonMoves(t *testing.T) {
 		t.Fatalf("after killing %s maintenance runs on %v, want exactly one survivor", first[0], moved)
 	}
 	t.Logf("maintenance moved from %s to %s %s after kill -9", first[0], moved[0], time.Since(killedAt))
+}
+
+// A worker that leaves the cluster with runs that were cancel-requested
+// (it was frozen and could not act on the request) or whose deliveries are
+// spent: the survivors settle them at once (cancelled; failed "worker
+// lost"), not after the 30 s lease.
+func TestClusterDepartedWorkersCancelledAndSpentRunsSettleAtOnce(t *testing.T) {
+	ct := newClusterTest(t, "automanaged", 3, "LEASE_SECONDS=30")
+	names := []string{"ds-a", "ds-b", "ds-c"}
+	procs := map[string]*proc{}
+	for i, n := range names {
+		procs[n] = ct.worker(n, append(ct.workerEnv(i), "WORKER_CONCURRENCY=2")...)
+	}
+	ct.waitWorkers(60*time.Second, names...)
+	db, err := persistence.Open(context.Background(), ct.dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	opts := map[string]any{"timingMode": "realistic", "timeout": 5000}
+
+	// Cancel requested while its worker is frozen, then the worker dies.
+	id := ct.createRun(ct.slowRecording(8), opts)
+	r := ct.waitFor(id, 60*time.Second, "running", func(r runView) bool { return r.Status == "running" && r.WorkerNode != "" })
+	owner := procs[r.WorkerNode]
+	if err := owner.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	stoppedAt := time.Now()
+	// The frozen owner cannot answer: the survivors settle it once they see
+	// it gone (200 if within the API's wait, else 202).
+	if a := ct.api.request("POST", "/api/v1/runs/"+id+"/cancel", nil); a.status != 200 && a.status != 202 {
+		t.Fatalf("cancel: %s", a)
+	}
+	if err := owner.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	run := ct.waitFor(id, 25*time.Second, "cancelled", func(r runView) bool { return persistence.IsTerminal(persistence.Status(r.Status)) })
+	if run.Status != "cancelled" || run.Attempt != 1 {
+		t.Fatalf("cancel-requested run of the departed %s = %+v, want cancelled as attempt 1", r.WorkerNode, run)
+	}
+	t.Logf("cancel-requested run of the frozen, then killed, %s cancelled %s after SIGSTOP (lease 30 s)", r.WorkerNode, time.Since(stoppedAt))
+	if d := time.Since(stoppedAt); d > 15*time.Second {
+		t.Errorf("settled after %s: the lease, not the cluster", d)
+	}
+
+	// Deliveries spent: the run is on its last delivery when its worker dies.
+	id2 := ct.createRun(ct.slowRecording(8), opts)
+	r2 := ct.waitFor(id2, 60*time.Second, "running", func(r runView) bool { return r.Status == "running" && r.WorkerNode != "" })
+	if _, err := db.NewRaw("UPDATE runs SET deliveries = ? WHERE id = ?", persistence.DefaultMaxDeliveries-1, id2).Exec(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if err := procs[r2.WorkerNode].cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	killedAt := time.Now()
+	run2 := ct.waitFor(id2, 25*time.Second, "failed", func(r runView) bool { return persistence.IsTerminal(persistence.Status(r.Status)) })
+	if run2.Status != "failed" || run2.Attempt != r2.Attempt || run2.ErrorMessage == nil || !strings.Contains(*run2.ErrorMessage, "worker lost") {
+		t.Fatalf("spent run of the killed %s = %+v, want failed (worker lost) as attempt %d", r2.WorkerNode, run2, r2.Attempt)
+	}
+	t.Logf("spent run of the killed %s given up %s after the kill (lease 30 s)", r2.WorkerNode, time.Since(killedAt))
+	if d := time.Since(killedAt); d > 15*time.Second {
+		t.Errorf("settled after %s: the lease, not the cluster", d)
+	}
+	// Exactly one row per action, every one settled (none left running).
+	var rows, open int
+	if err := db.NewRaw("SELECT count(*), count(*) FILTER (WHERE status = 'pending') FROM run_actions WHERE run_id IN (?, ?)", id, id2).
+		Scan(context.Background(), &rows, &open); err != nil {
+		t.Fatal(err)
+	}
+	if rows != 16 || open != 0 {
+		t.Fatalf("%d action rows (%d unsettled), want 16 all settled", rows, open)
+	}
 }
