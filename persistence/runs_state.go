@@ -463,15 +463,15 @@ func (s *Runs) GiveUpFrom(ctx context.Context, id uuid.UUID, attempt int, deadWo
 
 // unfinished says which run endUnfinished ends, from what, and how.
 type unfinished struct {
-	t       Transition
-	id      uuid.UUID
-	user    *uuid.UUID // when set, only that user's run
-	from    Status
-	attempt *int // when set, only that attempt
-	status  Status
-	msg     string
-	reason  string // of the actions skipped
-	now     time.Time
+	t         Transition
+	id        uuid.UUID
+	user      *uuid.UUID // when set, only that user's run
+	from      Status
+	attempt   *int // when set, only that attempt
+	status    Status
+	msg       string
+	reason    string // of the actions skipped
+	now       time.Time
 	where     []string       // further guards
 	whereArgs map[string]any // further guards with one argument each
 	set       []string       // further assignments
