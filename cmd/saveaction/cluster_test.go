@@ -484,3 +484,45 @@ func TestClusterDepartedWorkersCancelledAndSpentRunsSettleAtOnce(t *testing.T) {
 		t.Fatalf("%d action rows (%d unsettled), want 16 all settled", rows, open)
 	}
 }
+
+// Cancel reaches a running run's owner through the cluster: the API looks
+// the member up by the run's worker name and sends CancelRun to its
+// coordinator. The actor address stored on the run is made stale, and the
+// lease renewal (the fallback, every 20 s with a 60 s lease) is too slow to
+// answer within the API's 5 s wait: a 200 can only come through the cluster.
+// Latency is the POST's answer with the run final, p50/p95 over 10.
+func TestClusterCancelReachesTheOwnerThroughTheCluster(t *testing.T) {
+	for _, provider := range []string{"etcd", "automanaged"} {
+		t.Run(provider, func(t *testing.T) {
+			ct := newClusterTest(t, provider, 2, "LEASE_SECONDS=60")
+			names := []string{"cc-a", "cc-b"}
+			for i, n := range names {
+				ct.worker(n, append(ct.workerEnv(i), "WORKER_CONCURRENCY=1")...)
+			}
+			ct.waitWorkers(60*time.Second, names...)
+			db, err := persistence.Open(context.Background(), ct.dsn)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer db.Close()
+			var lat []time.Duration
+			for range 10 {
+				id := ct.createRun(ct.slowRecording(20), map[string]any{"timingMode": "realistic", "timeout": 5000})
+				ct.waitFor(id, 60*time.Second, "running", func(r runView) bool { return r.Status == "running" && r.WorkerNode != "" })
+				if _, err := db.NewRaw("UPDATE runs SET actor_address = '127.0.0.1:9', actor_id = 'stale' WHERE id = ?", id).
+					Exec(context.Background()); err != nil {
+					t.Fatal(err)
+				}
+				at := time.Now()
+				var run runView
+				ct.api.call("POST", "/api/v1/runs/"+id+"/cancel", nil, 200, &run)
+				lat = append(lat, time.Since(at))
+				if run.Status != "cancelled" {
+					t.Fatalf("cancel answered %+v, want cancelled", run)
+				}
+			}
+			t.Logf("%s: cancel through the cluster, 10 running runs: answered cancelled after p50 %s p95 %s",
+				provider, pct(lat, 50), pct(lat, 95))
+		})
+	}
+}

@@ -144,12 +144,14 @@ func apiCmd(ctx context.Context, args []string) error {
 	sys := actors.NewSystem(log)
 	svcs := []service.Service{remoteService(sys, cfg, log)}
 	var fleet api.Fleet
+	canceller := &actors.Canceller{System: sys, Runs: b.runs}
 	if cfg.Cluster.Enabled() {
 		node, membership := clusterService(cfg, sys, log, nil, nil)
 		svcs = append(svcs, membership)
-		fleet = clusterFleet{node: node}
+		cf := clusterFleet{node: node}
+		fleet, canceller.Route = cf, cf.route
 	}
-	httpAPI, err := apiServer(b, &actors.Canceller{System: sys, Runs: b.runs}, newRegistry(), fleet)
+	httpAPI, err := apiServer(b, canceller, newRegistry(), fleet)
 	if err != nil {
 		return err
 	}
