@@ -18,6 +18,21 @@ import (
 // ports with a data folder of its own, stopped when the test ends. It
 // returns the client URL.
 func startEtcd(t *testing.T) string {
+	return newEtcd(t).url
+}
+
+// etcdServer is a private etcd that a test may kill and start again on the
+// same data folder and ports.
+type etcdServer struct {
+	t    *testing.T
+	bin  string
+	args []string
+	url  string
+	logs *syncBuffer
+	cmd  *exec.Cmd
+}
+
+func newEtcd(t *testing.T) *etcdServer {
 	t.Helper()
 	bin, err := exec.LookPath("etcd")
 	if err != nil {
@@ -26,28 +41,44 @@ func startEtcd(t *testing.T) string {
 	client, peer := freePort(t), freePort(t)
 	curl := fmt.Sprintf("http://127.0.0.1:%d", client)
 	purl := fmt.Sprintf("http://127.0.0.1:%d", peer)
-	cmd := exec.Command(bin, "--name", "t", "--data-dir", t.TempDir(),
+	e := &etcdServer{t: t, bin: bin, url: curl, logs: &syncBuffer{}, args: []string{"--name", "t", "--data-dir", t.TempDir(),
 		"--listen-client-urls", curl, "--advertise-client-urls", curl,
 		"--listen-peer-urls", purl, "--initial-advertise-peer-urls", purl,
-		"--initial-cluster", "t="+purl, "--log-level", "error")
-	logs := &syncBuffer{}
-	cmd.Stdout, cmd.Stderr = logs, logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
+		"--initial-cluster", "t=" + purl, "--log-level", "error"}}
+	e.start()
+	t.Cleanup(e.kill)
+	return e
+}
+
+// start runs etcd and waits until it is healthy.
+func (e *etcdServer) start() {
+	e.t.Helper()
+	e.cmd = exec.Command(e.bin, e.args...)
+	e.cmd.Stdout, e.cmd.Stderr = e.logs, e.logs
+	if err := e.cmd.Start(); err != nil {
+		e.t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
 	deadline := time.Now().Add(20 * time.Second)
 	for {
-		if resp, err := nethttp.Get(curl + "/health"); err == nil {
+		if resp, err := nethttp.Get(e.url + "/health"); err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == 200 {
-				return curl
+				return
 			}
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("etcd never became healthy:\n%s", logs.String())
+			e.t.Fatalf("etcd never became healthy:\n%s", e.logs.String())
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// kill stops etcd with SIGKILL (a crash) and waits for it.
+func (e *etcdServer) kill() {
+	if e.cmd != nil && e.cmd.Process != nil {
+		_ = e.cmd.Process.Kill()
+		_ = e.cmd.Wait()
+		e.cmd = nil
 	}
 }
 
@@ -57,6 +88,7 @@ type clusterTest struct {
 	*fleet
 	ops      *devNode
 	provider string
+	etcd     *etcdServer // with the etcd provider
 	// workerEnv gives each worker its cluster settings (automanaged: its
 	// own port among the shared host list).
 	workerEnv func(i int) []string
@@ -68,7 +100,8 @@ func newClusterTest(t *testing.T, provider string, workers int, extraEnv ...stri
 	var env []string
 	switch provider {
 	case "etcd":
-		env = []string{"CLUSTER_PROVIDER=etcd", "CLUSTER_ETCD_ENDPOINTS=" + startEtcd(t), "CLUSTER_NAME=sa-" + randHex(3)}
+		ct.etcd = newEtcd(t)
+		env = []string{"CLUSTER_PROVIDER=etcd", "CLUSTER_ETCD_ENDPOINTS=" + ct.etcd.url, "CLUSTER_NAME=sa-" + randHex(3)}
 		ct.workerEnv = func(int) []string { return nil }
 	case "automanaged":
 		ports := make([]int, workers)
@@ -524,5 +557,67 @@ func TestClusterCancelReachesTheOwnerThroughTheCluster(t *testing.T) {
 			t.Logf("%s: cancel through the cluster, 10 running runs: answered cancelled after p50 %s p95 %s",
 				provider, pct(lat, 50), pct(lat, 95))
 		})
+	}
+}
+
+// etcd itself crashes mid-fleet and comes back on the same data folder and
+// ports: the members join its member list again, the fleet view lists
+// them, and every run queued or running meanwhile passes exactly once.
+func TestClusterEtcdRestartLosesNoRun(t *testing.T) {
+	ct := newClusterTest(t, "etcd", 3, "LEASE_SECONDS=30")
+	names := []string{"er-a", "er-b", "er-c"}
+	procs := map[string]*proc{}
+	for i, n := range names {
+		procs[n] = ct.worker(n, append(ct.workerEnv(i), "WORKER_CONCURRENCY=2")...)
+	}
+	ct.waitWorkers(60*time.Second, names...)
+	var ids []string
+	for range 6 {
+		ids = append(ids, ct.createRun(ct.slowRecording(6), map[string]any{"timingMode": "realistic", "timeout": 5000}))
+	}
+	ct.waitFor(ids[0], 60*time.Second, "running", func(r runView) bool { return r.Status == "running" })
+	ct.etcd.kill()
+	killedAt := time.Now()
+	// Down longer than the members' 3 s etcd lease; runs go on meanwhile.
+	for range 6 {
+		ids = append(ids, ct.createRun(ct.slowRecording(6), map[string]any{"timingMode": "realistic", "timeout": 5000}))
+	}
+	t.Logf("6 runs created %s after etcd was killed", time.Since(killedAt))
+	time.Sleep(6 * time.Second) // the outage itself: longer than the 3 s member lease
+	restart := time.Now()
+	ct.etcd.start()
+	t.Logf("etcd down for %s (healthy %s after its start)", time.Since(killedAt), time.Since(restart))
+	back := ct.waitWorkers(30*time.Second, names...)
+	t.Logf("all members listed again %s after etcd came back", back)
+	for _, id := range ids {
+		run := ct.waitFor(id, 180*time.Second, "finished", func(r runView) bool { return persistence.IsTerminal(persistence.Status(r.Status)) })
+		if run.Status != "passed" {
+			t.Errorf("run %s = %+v, want passed", id, run)
+		}
+	}
+	db, err := persistence.Open(context.Background(), ct.dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var rows, runs int
+	if err := db.NewRaw("SELECT count(*), count(DISTINCT run_id) FROM run_actions WHERE status = 'success'").Scan(context.Background(), &rows, &runs); err != nil {
+		t.Fatal(err)
+	}
+	if rows != 6*len(ids) || runs != len(ids) {
+		t.Fatalf("%d successful action rows over %d runs, want %d over %d (exactly once)", rows, runs, 6*len(ids), len(ids))
+	}
+	for n, p := range procs {
+		if p.exited(0) {
+			t.Errorf("worker %s exited", n)
+		}
+	}
+	for n, p := range procs {
+		t.Logf("%s saw a worker leave %d times", n, strings.Count(p.logs.String(), `"worker left the cluster"`))
+	}
+	// Still one cluster: drain and resume reach every member.
+	for _, n := range names {
+		ct.ops.call("POST", "/api/v1/workers/"+n+"/drain", nil, 200, nil)
+		ct.ops.call("POST", "/api/v1/workers/"+n+"/resume", nil, 200, nil)
 	}
 }
