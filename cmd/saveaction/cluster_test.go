@@ -14,15 +14,9 @@ import (
 	"github.com/saveaction/runner/persistence"
 )
 
-// startEtcd runs a private etcd (Debian's etcd-server) on free loopback
-// ports with a data folder of its own, stopped when the test ends. It
-// returns the client URL.
-func startEtcd(t *testing.T) string {
-	return newEtcd(t).url
-}
-
-// etcdServer is a private etcd that a test may kill and start again on the
-// same data folder and ports.
+// etcdServer is a private etcd (Debian's etcd-server) on free loopback
+// ports with a data folder of its own, stopped when the test ends; a test
+// may kill it and start it again on the same folder and ports.
 type etcdServer struct {
 	t    *testing.T
 	bin  string
