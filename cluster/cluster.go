@@ -32,6 +32,7 @@ import (
 	"github.com/asynkron/protoactor-go/remote"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
+	"google.golang.org/protobuf/types/known/wrapperspb"
 )
 
 func nopZap() *zap.Logger { return zap.NewNop() }
@@ -166,7 +167,17 @@ type Options struct {
 const (
 	stallTick  = 200 * time.Millisecond
 	stallLimit = 1500 * time.Millisecond
+	// heartbeatExpiration is how long gossip may be silent before a member
+	// blocks the sender; a node stalled that long has blocked the others
+	// itself, so it joins again whatever they say.
+	heartbeatExpiration = 5 * time.Second
+	// probeTimeout bounds the question to the others after a stall.
+	probeTimeout = 2 * time.Second
 )
+
+// probeName is the actor, on every worker member's membership system, that
+// answers whether a member id is in its view.
+const probeName = "membership-probe"
 
 // topologyEvent is a topology of one membership generation.
 type topologyEvent struct {
@@ -298,7 +309,7 @@ func (n *Node) join() (err error) {
 		pcluster.WithKinds(kinds...), pcluster.WithRequestTimeout(2*time.Second))
 	// Members that stop gossiping are blocked well before the provider's
 	// own timeouts would notice.
-	cfg.HeartbeatExpiration = 5 * time.Second
+	cfg.HeartbeatExpiration = heartbeatExpiration
 	c := pcluster.New(sys, cfg)
 	sys.EventStream.Subscribe(func(evt any) {
 		if t, ok := evt.(*pcluster.ClusterTopology); ok {
@@ -334,6 +345,11 @@ func (n *Node) join() (err error) {
 		c.StartMember() // sleeps 1 s by design
 	} else {
 		c.StartClient()
+	}
+	if n.opts.Worker != "" {
+		if _, err := sys.Root.SpawnNamed(actor.PropsFromProducer(func() actor.Actor { return &probe{n: n} }), probeName); err != nil {
+			return fmt.Errorf("cluster membership probe: %w", err)
+		}
 	}
 	if n.opts.Forward != nil && n.opts.Local != nil {
 		for name, to := range n.opts.Forward() {
@@ -397,6 +413,7 @@ func (n *Node) watchStall() {
 	t := time.NewTicker(stallTick)
 	defer t.Stop()
 	last := time.Now()
+	var peers []Member // the other workers as last seen before a stall
 	for {
 		select {
 		case <-n.stop:
@@ -405,13 +422,82 @@ func (n *Node) watchStall() {
 		}
 		if gap := time.Since(last); gap > stallLimit {
 			n.stalled.Store(true)
-			n.log.Warn("this node was stalled past the cluster's detection (frozen?): joining again with a fresh member id",
-				"stalled", gap.Round(time.Millisecond).String())
-			n.rejoin()
+			if why := n.dropped(gap, peers); why != "" {
+				n.log.Warn("this node was stalled past the cluster's detection (frozen?): joining again with a fresh member id",
+					"stalled", gap.Round(time.Millisecond).String(), "why", why)
+				n.rejoin()
+			} else {
+				n.log.Info("this node was stalled, but the others still list it", "stalled", gap.Round(time.Millisecond).String())
+			}
 			n.stalled.Store(false)
+		}
+		peers = peers[:0]
+		for _, m := range n.Workers() {
+			if m.Worker != n.opts.Worker {
+				peers = append(peers, m)
+			}
 		}
 		last = time.Now()
 		n.lastBeat.Store(last.UnixNano())
+	}
+}
+
+// dropped says why this node, stalled for gap, must join again ("" when
+// it need not): stalled past the gossip heartbeat expiration it has blocked
+// the others itself; else it asks the other workers it knew whether they
+// still list it, and joins again when one does not or none answers.
+func (n *Node) dropped(gap time.Duration, peers []Member) string {
+	if gap >= heartbeatExpiration {
+		return "stalled past the gossip heartbeat expiration"
+	}
+	if len(peers) == 0 {
+		return ""
+	}
+	sys := n.System()
+	if sys == nil {
+		return "no membership"
+	}
+	id := sys.ID
+	answers := make(chan *wrapperspb.BoolValue, len(peers))
+	for _, m := range peers {
+		go func() {
+			res, err := sys.Root.RequestFuture(actor.NewPID(m.Address, probeName), wrapperspb.String(id), probeTimeout).Result()
+			b, _ := res.(*wrapperspb.BoolValue)
+			if err != nil {
+				b = nil
+			}
+			answers <- b
+		}()
+	}
+	answered := 0
+	for range peers {
+		if b := <-answers; b != nil {
+			answered++
+			if !b.Value {
+				return "another member no longer lists it"
+			}
+		}
+	}
+	if answered == 0 {
+		return "no other member answered"
+	}
+	return ""
+}
+
+// probe answers whether a member id is in this node's view.
+type probe struct{ n *Node }
+
+// Receive answers *wrapperspb.StringValue (a member id) with a BoolValue.
+func (p *probe) Receive(ctx actor.Context) {
+	if q, ok := ctx.Message().(*wrapperspb.StringValue); ok && ctx.Sender() != nil {
+		p.n.mu.Lock()
+		_, listed := p.n.members[q.Value]
+		if !listed {
+			// etcd prefixes the member id with the cluster's name.
+			_, listed = p.n.members[p.n.cfg.Name+"@"+q.Value]
+		}
+		p.n.mu.Unlock()
+		ctx.Respond(wrapperspb.Bool(listed))
 	}
 }
 
