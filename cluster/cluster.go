@@ -173,6 +173,9 @@ const (
 	heartbeatExpiration = 5 * time.Second
 	// probeTimeout bounds the question to the others after a stall.
 	probeTimeout = 2 * time.Second
+	// checkEvery is how often a member asks the others whether they still
+	// list it.
+	checkEvery = 5 * time.Second
 )
 
 // probeName is the actor, on every worker member's membership system, that
@@ -213,6 +216,7 @@ type Node struct {
 	// stalled is set while a stall is being handled: what this node saw
 	// leave meanwhile is its own view lagging, not the others dying.
 	stalled  atomic.Bool
+	rejoinMu sync.Mutex   // one rejoin at a time
 	lastBeat atomic.Int64 // unix ns of the stall watch's last tick
 	rejoins  atomic.Int64
 
@@ -258,8 +262,9 @@ func (n *Node) Start(ctx context.Context) error {
 	n.wg.Add(1)
 	go n.watch()
 	if n.opts.Worker != "" {
-		n.wg.Add(1)
+		n.wg.Add(2)
 		go n.watchStall()
+		go n.watchListed()
 	}
 	if n.opts.Maintenance != nil {
 		n.wg.Add(1)
@@ -421,6 +426,7 @@ func (n *Node) watchStall() {
 		case <-t.C:
 		}
 		if gap := time.Since(last); gap > stallLimit {
+			n.rejoinMu.Lock()
 			n.stalled.Store(true)
 			if why := n.dropped(gap, peers); why != "" {
 				n.log.Warn("this node was stalled past the cluster's detection (frozen?): joining again with a fresh member id",
@@ -430,6 +436,7 @@ func (n *Node) watchStall() {
 				n.log.Info("this node was stalled, but the others still list it", "stalled", gap.Round(time.Millisecond).String())
 			}
 			n.stalled.Store(false)
+			n.rejoinMu.Unlock()
 		}
 		peers = peers[:0]
 		for _, m := range n.Workers() {
@@ -482,6 +489,60 @@ func (n *Node) dropped(gap time.Duration, peers []Member) string {
 		return "no other member answered"
 	}
 	return ""
+}
+
+// watchListed asks the other workers every checkEvery whether they still
+// list this node: one dropped without a stall (a partition that healed, a
+// member that blocked it under load) joins again when a peer says no twice
+// in a row.
+func (n *Node) watchListed() {
+	defer n.wg.Done()
+	t := time.NewTicker(checkEvery)
+	defer t.Stop()
+	unlisted := 0
+	for {
+		select {
+		case <-n.stop:
+			return
+		case <-t.C:
+		}
+		var peers []Member
+		for _, m := range n.Workers() {
+			if m.Worker != n.opts.Worker {
+				peers = append(peers, m)
+			}
+		}
+		if n.stalled.Load() || !n.unlistedBy(peers) {
+			unlisted = 0
+			continue
+		}
+		if unlisted++; unlisted < 2 {
+			continue
+		}
+		unlisted = 0
+		n.rejoinMu.Lock()
+		n.log.Warn("another member no longer lists this node: joining again with a fresh member id")
+		n.stalled.Store(true)
+		n.rejoin()
+		n.stalled.Store(false)
+		n.rejoinMu.Unlock()
+	}
+}
+
+// unlistedBy reports whether one of peers answered that it does not list
+// this node (no answer says nothing).
+func (n *Node) unlistedBy(peers []Member) bool {
+	sys := n.System()
+	if sys == nil {
+		return false
+	}
+	for _, m := range peers {
+		res, err := sys.Root.RequestFuture(actor.NewPID(m.Address, probeName), wrapperspb.String(sys.ID), probeTimeout).Result()
+		if b, ok := res.(*wrapperspb.BoolValue); err == nil && ok && !b.Value {
+			return true
+		}
+	}
+	return false
 }
 
 // probe answers whether a member id is in this node's view.
