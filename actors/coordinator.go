@@ -134,6 +134,15 @@ func (c *coordinator) Receive(ctx actor.Context) {
 		c.tryPull(ctx)
 	case *WorkerInfoRequest:
 		ctx.Respond(c.info(ctx))
+	case *CancelRun:
+		// Through the cluster: the API found this worker by name. A run
+		// not (or no longer) here is left to the flag at lease renewal.
+		if pid, ok := c.children[msg.RunId]; ok {
+			c.d.Log.Info("cancel through the cluster", "runId", msg.RunId, "worker", c.d.Worker)
+			ctx.Forward(pid)
+		} else if ctx.Sender() != nil {
+			ctx.Respond(&CancelRunResponse{RunId: msg.RunId})
+		}
 	case *SetDraining:
 		if c.paused != msg.Draining {
 			c.paused = msg.Draining

@@ -58,24 +58,37 @@ func StartRemote(sys *actor.ActorSystem, host string, port int, advertised strin
 type Canceller struct {
 	System *actor.ActorSystem
 	Runs   *persistence.Runs
+	// Route, when set (a cluster), finds the coordinator of a run's worker
+	// among the live members, and the actor system to send from: the
+	// coordinator passes CancelRun to the run's actor. Without it, or when
+	// the worker is no live member, CancelRun goes to the actor address
+	// stored on the run.
+	Route func(worker string) (from *actor.ActorSystem, coordinator *actor.PID, ok bool)
 	// Poll is how often the run row is checked while waiting (default 25 ms).
 	Poll time.Duration
 }
 
-// CancelRun sends CancelRun to the run's recorded actor and waits up to
-// timeout for the run to be final. confirmed is false when it is not final
-// by then; the worker still sees the request at its next lease renewal.
+// CancelRun sends CancelRun to the run's owner (through the cluster when
+// there is one, else to its recorded actor) and waits up to timeout for the
+// run to be final. confirmed is false when it is not final by then; the
+// worker still sees the request at its next lease renewal.
 func (c *Canceller) CancelRun(ctx context.Context, run *persistence.Run, timeout time.Duration) (bool, error) {
 	deadline := time.Now().Add(timeout)
-	if run.ActorID != "" {
-		pid := actor.NewPID(run.ActorAddress, run.ActorID)
-		msg := &CancelRun{RunId: run.ID.String(), RequestedAtUnixMs: time.Now().UnixMilli()}
-		if run.CancelRequestedAt != nil {
-			msg.RequestedAtUnixMs = run.CancelRequestedAt.UnixMilli()
+	msg := &CancelRun{RunId: run.ID.String(), RequestedAtUnixMs: time.Now().UnixMilli()}
+	if run.CancelRequestedAt != nil {
+		msg.RequestedAtUnixMs = run.CancelRequestedAt.UnixMilli()
+	}
+	// Fire and forget: the run row, not a reply, says when it is done, and
+	// a message to a stopped actor would only time out.
+	routed := false
+	if c.Route != nil && run.WorkerNode != "" {
+		if from, pid, ok := c.Route(run.WorkerNode); ok {
+			from.Root.Send(pid, msg)
+			routed = true
 		}
-		// Fire and forget: the run row, not a reply, says when it is done,
-		// and a message to a stopped actor would only time out.
-		c.System.Root.Send(pid, msg)
+	}
+	if !routed && run.ActorID != "" {
+		c.System.Root.Send(actor.NewPID(run.ActorAddress, run.ActorID), msg)
 	}
 	poll := c.Poll
 	if poll <= 0 {

@@ -224,10 +224,17 @@ func (a *runActor) claim(self *actor.PID, lastCrash error) *persistence.Run {
 			return settle(persistence.TFinish, msg)
 		}
 		t = persistence.TCrashRestart
-	case a.deadOwner != "" && run.WorkerNode == a.deadOwner && !cancelled && run.Deliveries+1 < d.MaxDeliveries:
+	case a.deadOwner != "" && run.Status == persistence.StatusRunning && run.WorkerNode == a.deadOwner && cancelled:
+		// Its owner left the cluster: settle it now, not after the lease.
+		log.Warn("cancelling a run whose worker left the cluster", "owner", run.WorkerNode, "attempt", run.Attempt)
+		d.settle(settlement{t: persistence.TCancelOrphan, run: run, entry: a.entry, noResults: true, deadOwner: a.deadOwner})
+		return nil
+	case a.deadOwner != "" && run.Status == persistence.StatusRunning && run.WorkerNode == a.deadOwner && run.Deliveries+1 >= d.MaxDeliveries:
+		log.Warn("giving up a run whose worker left the cluster", "owner", run.WorkerNode, "attempt", run.Attempt)
+		d.settle(settlement{t: persistence.TGiveUp, run: run, entry: a.entry, msg: exhausted, noResults: true, deadOwner: a.deadOwner})
+		return nil
+	case a.deadOwner != "" && run.WorkerNode == a.deadOwner:
 		// Its owner left the cluster: take it over now, not after the lease.
-		// (A cancel or spent deliveries of such a run are settled by
-		// whoever finds its lease expired.)
 		t = persistence.TTakeOver
 		d.Metrics.LeasesReclaimed.Inc()
 		log.Warn("taking over a run whose worker left the cluster", "owner", run.WorkerNode, "attempt", run.Attempt)

@@ -22,6 +22,10 @@ type settlement struct {
 	msg     string              // error message (TGiveUp, TFinish without results)
 	// noResults marks TFinish/TCancel of an attempt that produced none.
 	noResults bool
+	// deadOwner, on TCancelOrphan and TGiveUp of a running run, names the
+	// worker that left the cluster: the write is guarded on it still
+	// owning the attempt instead of an expired lease.
+	deadOwner string
 }
 
 // settle applies s and reports whether its write took effect. A write that
@@ -49,13 +53,21 @@ func (d *Deps) settle(s settlement) bool {
 		}
 	case persistence.TCancelOrphan:
 		status = persistence.StatusCancelled
-		err = d.Runs.CancelOrphan(ctx, run.ID, run.Attempt)
+		if s.deadOwner != "" {
+			err = d.Runs.CancelOrphanFrom(ctx, run.ID, run.Attempt, s.deadOwner)
+		} else {
+			err = d.Runs.CancelOrphan(ctx, run.ID, run.Attempt)
+		}
 	case persistence.TCancelQueued:
 		status = persistence.StatusCancelled
 		err = d.Runs.CancelQueued(ctx, run.ID)
 	case persistence.TGiveUp:
 		status = persistence.StatusFailed
-		err = d.Runs.GiveUp(ctx, run.ID, run.Status, run.Attempt, s.msg)
+		if s.deadOwner != "" && run.Status == persistence.StatusRunning {
+			err = d.Runs.GiveUpFrom(ctx, run.ID, run.Attempt, s.deadOwner, s.msg)
+		} else {
+			err = d.Runs.GiveUp(ctx, run.ID, run.Status, run.Attempt, s.msg)
+		}
 	case persistence.THandBack:
 		status = persistence.StatusQueued
 		err = d.Runs.HandBack(ctx, run.ID, run.Attempt)

@@ -29,10 +29,10 @@ import (
 	"github.com/asynkron/protoactor-go/cluster/clusterproviders/etcd"
 	"github.com/asynkron/protoactor-go/cluster/clusterproviders/k8s"
 	"github.com/asynkron/protoactor-go/cluster/identitylookup/disthash"
-	"github.com/asynkron/protoactor-go/eventstream"
 	"github.com/asynkron/protoactor-go/remote"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
+	"google.golang.org/protobuf/types/known/wrapperspb"
 )
 
 func nopZap() *zap.Logger { return zap.NewNop() }
@@ -130,12 +130,24 @@ type Options struct {
 	// Worker is this node's worker name; "" makes the node a client (an
 	// API node): it sees the members but is none.
 	Worker string
-	// Host, Port and Advertised are the actor remote's listen address
-	// (ACTOR_HOST, ACTOR_PORT, ACTOR_ADVERTISED_HOST).
-	Host       string
-	Port       int
-	Advertised string
-	Log        *slog.Logger
+	// NewSystem makes the cluster's actor system (one per membership: a
+	// member that rejoins gets a fresh one). It must not start a remote:
+	// the cluster starts its own.
+	NewSystem func() *actor.ActorSystem
+	// Host is the address the cluster's remote listens on (ACTOR_HOST);
+	// Port its port (0: a free port, kept when the node rejoins);
+	// AdvertisedHost the host other nodes reach it by ("" = as listened,
+	// or the host name when Host is every interface).
+	Host           string
+	Port           int
+	AdvertisedHost string
+	// Local is the node's own actor system (its coordinator, its runs);
+	// Forward names actors of the cluster's system that pass every message
+	// on, sender kept, to an actor of Local: other nodes address a worker's
+	// coordinator at its member's address. Called at every join.
+	Local   *actor.ActorSystem
+	Forward func() map[string]*actor.PID
+	Log     *slog.Logger
 	// OnLeft is called, off protoactor's event goroutine, with the worker
 	// name of every worker member that leaves the topology.
 	OnLeft func(worker string)
@@ -147,42 +159,83 @@ type Options struct {
 	Maintenance func(ctx context.Context)
 }
 
+// stallTick and stallLimit detect that this process was stopped (SIGSTOP,
+// a paused VM) long enough for the others to drop it: the automanaged
+// provider drops a member whose /_health does not answer within 2 s, etcd
+// one whose 3 s lease ran out. protoactor then blocks its member id for
+// good, so the node joins again under a fresh one.
+const (
+	stallTick  = 200 * time.Millisecond
+	stallLimit = 1500 * time.Millisecond
+	// heartbeatExpiration is how long gossip may be silent before a member
+	// blocks the sender; a node stalled that long has blocked the others
+	// itself, so it joins again whatever they say.
+	heartbeatExpiration = 5 * time.Second
+	// probeTimeout bounds the question to the others after a stall.
+	probeTimeout = 2 * time.Second
+	// checkEvery is how often a member asks the others whether they still
+	// list it.
+	checkEvery = 5 * time.Second
+)
+
+// probeName is the actor, on every worker member's membership system, that
+// answers whether a member id is in its view.
+const probeName = "membership-probe"
+
+// topologyEvent is a topology of one membership generation.
+type topologyEvent struct {
+	gen uint64
+	t   *pcluster.ClusterTopology
+}
+
 // Node is this process's membership: started, it is a member (worker) or
-// a client (API) of the cluster; stopped, it leaves.
+// a client (API) of the cluster; stopped, it leaves. A member that finds it
+// was stalled past detection leaves and joins again with a fresh member id
+// and actor system, keeping the process, its worker and its runs.
 type Node struct {
 	cfg  Config
-	sys  *actor.ActorSystem
 	opts Options
 	log  *slog.Logger
 
-	c        *pcluster.Cluster
-	provider pcluster.ClusterProvider
-	sub      *eventstream.Subscription
 	stop     chan struct{}
 	stopOnce sync.Once
 	wg       sync.WaitGroup
-	events   chan *pcluster.ClusterTopology
+	events   chan topologyEvent
 
-	mu      sync.Mutex
-	members map[string]Member // by member id
+	mu       sync.Mutex
+	sys      *actor.ActorSystem
+	c        *pcluster.Cluster
+	provider pcluster.ClusterProvider
+	gen      uint64
+	genCtx   context.Context
+	genEnd   context.CancelFunc
+	port     int
+	members  map[string]Member // by member id
+	joinedAt time.Time
+
+	// stalled is set while a stall is being handled: what this node saw
+	// leave meanwhile is its own view lagging, not the others dying.
+	stalled  atomic.Bool
+	rejoinMu sync.Mutex   // one rejoin at a time
+	lastBeat atomic.Int64 // unix ns of the stall watch's last tick
+	rejoins  atomic.Int64
 
 	maintRunning atomic.Bool
 }
 
-// New returns the node; sys must be fresh (no remote started): the cluster
-// starts its own. With a worker name the actor system's id becomes
-// worker~suffix, so every member knows which worker a member id is.
-func New(cfg Config, sys *actor.ActorSystem, opts Options) *Node {
+// New returns the node. With a worker name the member id is worker~suffix,
+// so every member knows which worker a member id is.
+func New(cfg Config, opts Options) *Node {
 	if opts.Log == nil {
 		opts.Log = slog.New(slog.DiscardHandler)
 	}
-	if opts.Worker != "" {
-		b := make([]byte, 3)
-		_, _ = rand.Read(b)
-		sys.ID = opts.Worker + idSep + hex.EncodeToString(b)
+	if opts.NewSystem == nil {
+		opts.NewSystem = func() *actor.ActorSystem { return actor.NewActorSystem() }
 	}
-	return &Node{cfg: cfg, sys: sys, opts: opts, log: opts.Log.With("component", "cluster"),
-		members: map[string]Member{}, stop: make(chan struct{}), events: make(chan *pcluster.ClusterTopology, 64)}
+	n := &Node{cfg: cfg, opts: opts, log: opts.Log.With("component", "cluster"),
+		members: map[string]Member{}, stop: make(chan struct{}), events: make(chan topologyEvent, 64), port: opts.Port}
+	n.lastBeat.Store(time.Now().UnixNano())
+	return n
 }
 
 // WorkerOf is the worker name in a member id ("" when it names none).
@@ -201,53 +254,18 @@ func WorkerOf(memberID string) string {
 // Name is the component's name.
 func (n *Node) Name() string { return "cluster membership" }
 
-// Start joins the cluster. protoactor panics on what it cannot do (a taken
-// port, an unreachable etcd); those come back as errors.
-func (n *Node) Start(ctx context.Context) (err error) {
-	provider, err := n.newProvider()
-	if err != nil {
+// Start joins the cluster.
+func (n *Node) Start(ctx context.Context) error {
+	if err := n.join(); err != nil {
 		return err
 	}
-	n.provider = provider
-	rc, err := remoteConfig(n.opts.Host, n.opts.Port, n.opts.Advertised)
-	if err != nil {
-		return err
-	}
-	var kinds []*pcluster.Kind
-	if n.opts.Worker != "" {
-		kinds = append(kinds, pcluster.NewKind(WorkerKind, actor.PropsFromProducer(func() actor.Actor {
-			return &maintenanceGrain{n: n}
-		})))
-	}
-	cfg := pcluster.Configure(n.cfg.Name, provider, disthash.New(), rc,
-		pcluster.WithKinds(kinds...), pcluster.WithRequestTimeout(2*time.Second))
-	// Members that stop gossiping are blocked well before the provider's
-	// own timeouts would notice.
-	cfg.HeartbeatExpiration = 5 * time.Second
-	n.c = pcluster.New(n.sys, cfg)
-	n.sub = n.sys.EventStream.Subscribe(func(evt any) {
-		if t, ok := evt.(*pcluster.ClusterTopology); ok {
-			select {
-			case n.events <- t:
-			default:
-				n.log.Warn("cluster topology events backed up; one dropped")
-			}
-		}
-	})
 	n.wg.Add(1)
 	go n.watch()
-	defer func() {
-		if p := recover(); p != nil {
-			err = fmt.Errorf("join cluster (CLUSTER_PROVIDER=%s): %v", n.cfg.Provider, p)
-		}
-	}()
 	if n.opts.Worker != "" {
-		n.c.StartMember() // sleeps 1 s by design
-	} else {
-		n.c.StartClient()
+		n.wg.Add(2)
+		go n.watchStall()
+		go n.watchListed()
 	}
-	n.log.Info("joined the cluster", "provider", n.cfg.Provider, "cluster", n.cfg.Name,
-		"member", n.sys.ID, "address", n.sys.Address(), "client", n.opts.Worker == "")
 	if n.opts.Maintenance != nil {
 		n.wg.Add(1)
 		go n.pokeMaintenance()
@@ -255,11 +273,131 @@ func (n *Node) Start(ctx context.Context) (err error) {
 	return nil
 }
 
-// Stop leaves the cluster: the provider first, so the others see this node
-// go at once (its runs were handed back before), then the actor system.
-// protoactor's graceful cluster shutdown sleeps 2 s and can wait on gRPC
-// streams; the provider is deregistered here instead and the rest stopped
-// hard.
+// join starts one membership: a fresh actor system (and member id), its
+// remote on the node's port, the provider, and the forwarders. protoactor
+// panics on what it cannot do (a taken port, an unreachable etcd); those
+// come back as errors.
+func (n *Node) join() (err error) {
+	provider, err := n.newProvider()
+	if err != nil {
+		return err
+	}
+	if n.port == 0 {
+		l, err := net.Listen("tcp", net.JoinHostPort(n.opts.Host, "0"))
+		if err != nil {
+			return fmt.Errorf("cluster remote on ACTOR_HOST %s: %w", n.opts.Host, err)
+		}
+		n.port = l.Addr().(*net.TCPAddr).Port
+		_ = l.Close()
+	}
+	rc, err := remoteConfig(n.opts.Host, n.port, n.opts.AdvertisedHost)
+	if err != nil {
+		return err
+	}
+	sys := n.opts.NewSystem()
+	if n.opts.Worker != "" {
+		b := make([]byte, 3)
+		_, _ = rand.Read(b)
+		sys.ID = n.opts.Worker + idSep + hex.EncodeToString(b)
+	}
+	n.mu.Lock()
+	n.gen++
+	gen := n.gen
+	n.mu.Unlock()
+	var kinds []*pcluster.Kind
+	if n.opts.Worker != "" {
+		kinds = append(kinds, pcluster.NewKind(WorkerKind, actor.PropsFromProducer(func() actor.Actor {
+			return &maintenanceGrain{n: n, gen: gen}
+		})))
+	}
+	cfg := pcluster.Configure(n.cfg.Name, provider, disthash.New(), rc,
+		pcluster.WithKinds(kinds...), pcluster.WithRequestTimeout(2*time.Second))
+	// Members that stop gossiping are blocked well before the provider's
+	// own timeouts would notice.
+	cfg.HeartbeatExpiration = heartbeatExpiration
+	c := pcluster.New(sys, cfg)
+	sys.EventStream.Subscribe(func(evt any) {
+		if t, ok := evt.(*pcluster.ClusterTopology); ok {
+			select {
+			case n.events <- topologyEvent{gen: gen, t: t}:
+			default:
+				n.log.Warn("cluster topology events backed up; one dropped")
+			}
+		}
+	})
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("join cluster (CLUSTER_PROVIDER=%s): %v", n.cfg.Provider, p)
+			n.mu.Lock()
+			if n.c == c {
+				n.c, n.provider = nil, nil
+			}
+			n.mu.Unlock()
+			func() {
+				defer func() { _ = recover() }()
+				_ = provider.Shutdown(true)
+				c.Shutdown(false)
+			}()
+		}
+	}()
+	gctx, gend := context.WithCancel(context.Background())
+	n.mu.Lock()
+	n.sys, n.c, n.provider, n.genCtx, n.genEnd = sys, c, provider, gctx, gend
+	n.members = map[string]Member{}
+	n.joinedAt = time.Now()
+	n.mu.Unlock()
+	if n.opts.Worker != "" {
+		c.StartMember() // sleeps 1 s by design
+	} else {
+		c.StartClient()
+	}
+	if n.opts.Worker != "" {
+		if _, err := sys.Root.SpawnNamed(actor.PropsFromProducer(func() actor.Actor { return &probe{n: n} }), probeName); err != nil {
+			return fmt.Errorf("cluster membership probe: %w", err)
+		}
+	}
+	if n.opts.Forward != nil && n.opts.Local != nil {
+		for name, to := range n.opts.Forward() {
+			if _, err := sys.Root.SpawnNamed(actor.PropsFromProducer(func() actor.Actor {
+				return &forwarder{local: n.opts.Local, to: to}
+			}), name); err != nil {
+				return fmt.Errorf("cluster forwarder %s: %w", name, err)
+			}
+		}
+	}
+	n.log.Info("joined the cluster", "provider", n.cfg.Provider, "cluster", n.cfg.Name,
+		"member", sys.ID, "address", sys.Address(), "client", n.opts.Worker == "")
+	return nil
+}
+
+// leave ends the current membership: the provider first, so the others see
+// this member go at once, then the cluster's actor system. protoactor's
+// graceful cluster shutdown sleeps 2 s and can wait on gRPC streams; the
+// provider is deregistered here instead and the rest stopped hard.
+func (n *Node) leave() {
+	n.mu.Lock()
+	c, provider, end := n.c, n.provider, n.genEnd
+	n.c, n.provider, n.genEnd = nil, nil, nil
+	n.members = map[string]Member{}
+	n.mu.Unlock()
+	if end != nil {
+		end()
+	}
+	if provider != nil {
+		func() {
+			defer func() { _ = recover() }()
+			_ = provider.Shutdown(true)
+		}()
+	}
+	if c != nil {
+		func() {
+			defer func() { _ = recover() }()
+			c.Shutdown(false)
+		}()
+	}
+}
+
+// Stop leaves the cluster (this node's runs were handed back before).
 func (n *Node) Stop(context.Context) error {
 	first := false
 	n.stopOnce.Do(func() { first = true })
@@ -267,24 +405,185 @@ func (n *Node) Stop(context.Context) error {
 		return nil
 	}
 	close(n.stop)
-	if n.provider != nil {
-		func() {
-			defer func() { _ = recover() }()
-			_ = n.provider.Shutdown(true)
-		}()
-	}
-	if n.c != nil {
-		func() {
-			defer func() { _ = recover() }()
-			n.c.Shutdown(false)
-		}()
-	}
-	if n.sub != nil {
-		n.sys.EventStream.Unsubscribe(n.sub)
-	}
 	n.wg.Wait()
+	n.leave()
 	return nil
 }
+
+// watchStall ticks every stallTick; a tick that comes stallLimit late means
+// the process was stopped long enough for the others to drop this member
+// (and block its id): it leaves and joins again under a fresh id.
+func (n *Node) watchStall() {
+	defer n.wg.Done()
+	t := time.NewTicker(stallTick)
+	defer t.Stop()
+	last := time.Now()
+	var peers []Member // the other workers as last seen before a stall
+	for {
+		select {
+		case <-n.stop:
+			return
+		case <-t.C:
+		}
+		if gap := time.Since(last); gap > stallLimit {
+			n.rejoinMu.Lock()
+			n.stalled.Store(true)
+			if why := n.dropped(gap, peers); why != "" {
+				n.log.Warn("this node was stalled past the cluster's detection (frozen?): joining again with a fresh member id",
+					"stalled", gap.Round(time.Millisecond).String(), "why", why)
+				n.rejoin()
+			} else {
+				n.log.Info("this node was stalled, but the others still list it", "stalled", gap.Round(time.Millisecond).String())
+			}
+			n.stalled.Store(false)
+			n.rejoinMu.Unlock()
+		}
+		peers = peers[:0]
+		for _, m := range n.Workers() {
+			if m.Worker != n.opts.Worker {
+				peers = append(peers, m)
+			}
+		}
+		last = time.Now()
+		n.lastBeat.Store(last.UnixNano())
+	}
+}
+
+// dropped says why this node, stalled for gap, must join again ("" when
+// it need not): stalled past the gossip heartbeat expiration it has blocked
+// the others itself; else it asks the other workers it knew whether they
+// still list it, and joins again when one does not or none answers.
+func (n *Node) dropped(gap time.Duration, peers []Member) string {
+	if gap >= heartbeatExpiration {
+		return "stalled past the gossip heartbeat expiration"
+	}
+	if len(peers) == 0 {
+		return ""
+	}
+	sys := n.System()
+	if sys == nil {
+		return "no membership"
+	}
+	id := sys.ID
+	answers := make(chan *wrapperspb.BoolValue, len(peers))
+	for _, m := range peers {
+		go func() {
+			res, err := sys.Root.RequestFuture(actor.NewPID(m.Address, probeName), wrapperspb.String(id), probeTimeout).Result()
+			b, _ := res.(*wrapperspb.BoolValue)
+			if err != nil {
+				b = nil
+			}
+			answers <- b
+		}()
+	}
+	answered := 0
+	for range peers {
+		if b := <-answers; b != nil {
+			answered++
+			if !b.Value {
+				return "another member no longer lists it"
+			}
+		}
+	}
+	if answered == 0 {
+		return "no other member answered"
+	}
+	return ""
+}
+
+// watchListed asks the other workers every checkEvery whether they still
+// list this node: one dropped without a stall (a partition that healed, a
+// member that blocked it under load) joins again when a peer says no twice
+// in a row.
+func (n *Node) watchListed() {
+	defer n.wg.Done()
+	t := time.NewTicker(checkEvery)
+	defer t.Stop()
+	unlisted := 0
+	for {
+		select {
+		case <-n.stop:
+			return
+		case <-t.C:
+		}
+		var peers []Member
+		for _, m := range n.Workers() {
+			if m.Worker != n.opts.Worker {
+				peers = append(peers, m)
+			}
+		}
+		if n.stalled.Load() || !n.unlistedBy(peers) {
+			unlisted = 0
+			continue
+		}
+		if unlisted++; unlisted < 2 {
+			continue
+		}
+		unlisted = 0
+		n.rejoinMu.Lock()
+		n.log.Warn("another member no longer lists this node: joining again with a fresh member id")
+		n.stalled.Store(true)
+		n.rejoin()
+		n.stalled.Store(false)
+		n.rejoinMu.Unlock()
+	}
+}
+
+// unlistedBy reports whether one of peers answered that it does not list
+// this node (no answer says nothing).
+func (n *Node) unlistedBy(peers []Member) bool {
+	sys := n.System()
+	if sys == nil {
+		return false
+	}
+	for _, m := range peers {
+		res, err := sys.Root.RequestFuture(actor.NewPID(m.Address, probeName), wrapperspb.String(sys.ID), probeTimeout).Result()
+		if b, ok := res.(*wrapperspb.BoolValue); err == nil && ok && !b.Value {
+			return true
+		}
+	}
+	return false
+}
+
+// probe answers whether a member id is in this node's view.
+type probe struct{ n *Node }
+
+// Receive answers *wrapperspb.StringValue (a member id) with a BoolValue.
+func (p *probe) Receive(ctx actor.Context) {
+	if q, ok := ctx.Message().(*wrapperspb.StringValue); ok && ctx.Sender() != nil {
+		p.n.mu.Lock()
+		_, listed := p.n.members[q.Value]
+		if !listed {
+			// etcd prefixes the member id with the cluster's name.
+			_, listed = p.n.members[p.n.cfg.Name+"@"+q.Value]
+		}
+		p.n.mu.Unlock()
+		ctx.Respond(wrapperspb.Bool(listed))
+	}
+}
+
+// rejoin leaves and joins again, retrying until it succeeds or the node
+// stops. The worker keeps running meanwhile: its attempts are fenced
+// through PostgreSQL, not through membership.
+func (n *Node) rejoin() {
+	n.leave()
+	for {
+		err := n.join()
+		if err == nil {
+			n.rejoins.Add(1)
+			return
+		}
+		n.log.Error("joining the cluster again", "error", err)
+		select {
+		case <-n.stop:
+			return
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+// Rejoins counts the times this node joined again after a stall.
+func (n *Node) Rejoins() int64 { return n.rejoins.Load() }
 
 // Members are the live members, this node included when it is one.
 func (n *Node) Members() []Member {
@@ -309,8 +608,29 @@ func (n *Node) Workers() []Member {
 	return out
 }
 
-// System is the node's actor system.
-func (n *Node) System() *actor.ActorSystem { return n.sys }
+// Worker is the live member of the named worker.
+func (n *Node) Worker(name string) (Member, bool) {
+	for _, m := range n.Workers() {
+		if m.Worker == name {
+			return m, true
+		}
+	}
+	return Member{}, false
+}
+
+// System is the actor system of the current membership: ask other members
+// through it.
+func (n *Node) System() *actor.ActorSystem {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.sys
+}
+
+func (n *Node) cluster() *pcluster.Cluster {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.c
+}
 
 func (n *Node) watch() {
 	defer n.wg.Done()
@@ -318,15 +638,20 @@ func (n *Node) watch() {
 		select {
 		case <-n.stop:
 			return
-		case t := <-n.events:
-			n.apply(t)
+		case e := <-n.events:
+			n.apply(e)
 		}
 	}
 }
 
-func (n *Node) apply(t *pcluster.ClusterTopology) {
+func (n *Node) apply(e topologyEvent) {
+	t := e.t
 	var joined, left []string
 	n.mu.Lock()
+	if e.gen != n.gen {
+		n.mu.Unlock()
+		return // a membership this node has left
+	}
 	for _, m := range t.Joined {
 		w := ""
 		if m.HasKind(WorkerKind) {
@@ -368,6 +693,12 @@ func (n *Node) apply(t *pcluster.ClusterTopology) {
 			}
 		}
 	}
+	liveWorkers := map[string]bool{}
+	for _, m := range n.members {
+		if m.Worker != "" {
+			liveWorkers[m.Worker] = true
+		}
+	}
 	n.mu.Unlock()
 	for _, w := range joined {
 		n.log.Info("worker joined the cluster", "member", w)
@@ -375,8 +706,20 @@ func (n *Node) apply(t *pcluster.ClusterTopology) {
 			n.opts.OnJoined(w)
 		}
 	}
+	// A node that was stalled sees the others' heartbeats expire and drops
+	// them: its view lags, they did not die. It joins again instead.
+	stalled := n.opts.Worker != "" && (n.stalled.Load() || time.Since(time.Unix(0, n.lastBeat.Load())) > stallLimit)
 	for _, w := range left {
-		if w == n.opts.Worker {
+		switch {
+		case w == n.opts.Worker:
+			continue
+		case liveWorkers[w]:
+			// It joined again under a fresh member id: its old id leaving
+			// says nothing about its runs.
+			n.log.Info("a worker's former member id left; the worker is a member again", "member", w)
+			continue
+		case stalled:
+			n.log.Warn("worker left this node's view while this node was stalled: ignored", "member", w)
 			continue
 		}
 		n.log.Warn("worker left the cluster", "member", w)
@@ -384,6 +727,26 @@ func (n *Node) apply(t *pcluster.ClusterTopology) {
 			n.opts.OnLeft(w)
 		}
 	}
+}
+
+// forwarder passes every message it gets, sender kept, to an actor of the
+// node's own actor system.
+type forwarder struct {
+	local *actor.ActorSystem
+	to    *actor.PID
+}
+
+// Receive forwards user messages.
+func (f *forwarder) Receive(ctx actor.Context) {
+	switch ctx.Message().(type) {
+	case *actor.Started, *actor.Stopping, *actor.Stopped, *actor.Restarting, *actor.ReceiveTimeout:
+		return
+	}
+	if s := ctx.Sender(); s != nil {
+		f.local.Root.RequestWithCustomSender(f.to, ctx.Message(), s)
+		return
+	}
+	f.local.Root.Send(f.to, ctx.Message())
 }
 
 func (n *Node) newProvider() (pcluster.ClusterProvider, error) {
@@ -422,24 +785,21 @@ func (n *Node) newProvider() (pcluster.ClusterProvider, error) {
 	return nil, fmt.Errorf("CLUSTER_PROVIDER=%q: no provider", n.cfg.Provider)
 }
 
-// remoteConfig is the actor remote's listen and advertised address, as
-// actors.StartRemote makes it for a node without a cluster.
-func remoteConfig(host string, port int, advertised string) (*remote.Config, error) {
-	if port != 0 {
-		l, err := net.Listen("tcp", net.JoinHostPort(host, strconv.Itoa(port)))
-		if err != nil {
-			return nil, fmt.Errorf("ACTOR_PORT %d: %w", port, err)
+// remoteConfig is the cluster remote's listen and advertised address.
+func remoteConfig(host string, port int, advertisedHost string) (*remote.Config, error) {
+	l, err := net.Listen("tcp", net.JoinHostPort(host, strconv.Itoa(port)))
+	if err != nil {
+		return nil, fmt.Errorf("cluster remote port %d on ACTOR_HOST %s: %w", port, host, err)
+	}
+	_ = l.Close()
+	if advertisedHost == "" && (host == "0.0.0.0" || host == "" || host == "::") {
+		if hn, err := os.Hostname(); err == nil {
+			advertisedHost = hn
 		}
-		_ = l.Close()
 	}
 	var opts []remote.ConfigOption
-	if advertised == "" && (host == "0.0.0.0" || host == "" || host == "::") && port != 0 {
-		if hn, err := os.Hostname(); err == nil {
-			advertised = net.JoinHostPort(hn, strconv.Itoa(port))
-		}
-	}
-	if advertised != "" {
-		opts = append(opts, remote.WithAdvertisedHost(advertised))
+	if advertisedHost != "" {
+		opts = append(opts, remote.WithAdvertisedHost(net.JoinHostPort(advertisedHost, strconv.Itoa(port))))
 	}
 	return remote.Configure(host, port, opts...), nil
 }

@@ -1,6 +1,12 @@
 package cluster
 
-import "testing"
+import (
+	"slices"
+	"testing"
+	"time"
+
+	pcluster "github.com/asynkron/protoactor-go/cluster"
+)
 
 func TestWorkerOfMemberIDs(t *testing.T) {
 	cases := []struct{ id, want string }{
@@ -51,4 +57,57 @@ func contains(s, sub string) bool {
 		}
 	}
 	return false
+}
+
+func member(id string) *pcluster.Member {
+	return &pcluster.Member{Id: id, Host: "127.0.0.1", Port: 1, Kinds: []string{WorkerKind}}
+}
+
+func topology(ids ...string) *pcluster.ClusterTopology {
+	t := &pcluster.ClusterTopology{}
+	for _, id := range ids {
+		t.Members = append(t.Members, member(id))
+	}
+	return t
+}
+
+// What a topology change tells the worker: who left, except when this
+// node's own view lags (it was stalled), when the worker is a member again
+// under a fresh id, or when the event is of a membership already left.
+func TestApplyReportsOnlyRealDepartures(t *testing.T) {
+	var left []string
+	n := New(Config{Provider: ProviderAutomanaged, Name: "t"}, Options{Worker: "me",
+		OnLeft: func(w string) { left = append(left, w) }})
+	n.gen = 1
+	n.lastBeat.Store(time.Now().UnixNano())
+	n.apply(topologyEvent{gen: 1, t: topology("me~1", "a~1", "b~1", "c~1")})
+	if ws := n.Workers(); len(ws) != 4 {
+		t.Fatalf("workers = %+v", ws)
+	}
+	n.apply(topologyEvent{gen: 1, t: topology("me~1", "a~1", "b~1")})
+	if !slices.Equal(left, []string{"c"}) {
+		t.Fatalf("left = %v, want [c]", left)
+	}
+	// b joins again under a fresh id as its old one leaves: not a departure.
+	left = nil
+	n.apply(topologyEvent{gen: 1, t: topology("me~1", "a~1", "b~2")})
+	if len(left) != 0 {
+		t.Fatalf("left = %v, want none (b is a member again)", left)
+	}
+	if m, ok := n.Worker("b"); !ok || m.ID != "b~2" {
+		t.Fatalf("worker b = %+v, %v", m, ok)
+	}
+	// A stalled node sees a leave: its own view lags, nothing is claimed.
+	n.lastBeat.Store(time.Now().Add(-2 * stallLimit).UnixNano())
+	n.apply(topologyEvent{gen: 1, t: topology("me~1", "b~2")})
+	if len(left) != 0 {
+		t.Fatalf("left = %v while stalled, want none", left)
+	}
+	n.lastBeat.Store(time.Now().UnixNano())
+	// An event of a membership left behind changes nothing.
+	n.gen = 2
+	n.apply(topologyEvent{gen: 1, t: topology("me~1")})
+	if len(left) != 0 || len(n.Workers()) != 2 {
+		t.Fatalf("a stale membership's event: left %v, workers %+v", left, n.Workers())
+	}
 }

@@ -35,11 +35,15 @@ func (n *Node) pokeMaintenance() {
 			return
 		case <-t.C:
 		}
+		c := n.cluster()
+		if c == nil {
+			continue // joining again
+		}
 		func() {
 			// protoactor's cluster request panics on a member list it is
 			// still building; a missed poke is only a late one.
 			defer func() { _ = recover() }()
-			_, _ = n.c.Request(MaintenanceIdentity, WorkerKind, &emptypb.Empty{})
+			_, _ = c.Request(MaintenanceIdentity, WorkerKind, &emptypb.Empty{})
 		}()
 	}
 }
@@ -48,6 +52,7 @@ func (n *Node) pokeMaintenance() {
 // activation of the maintenance identity and is poked.
 type maintenanceGrain struct {
 	n      *Node
+	gen    uint64 // the membership it was activated in
 	cancel context.CancelFunc
 	done   chan struct{}
 }
@@ -57,9 +62,12 @@ func (g *maintenanceGrain) Receive(ctx actor.Context) {
 	switch ctx.Message().(type) {
 	case *emptypb.Empty:
 		if g.cancel == nil && g.n.opts.Maintenance != nil {
-			mctx, cancel := context.WithCancel(context.Background())
+			// The membership's context: it ends when the node leaves or
+			// joins again, even if this actor never hears of it.
+			parent := g.n.genContext(g.gen)
+			mctx, cancel := context.WithCancel(parent)
 			g.cancel, g.done = cancel, make(chan struct{})
-			g.n.log.Info("maintenance singleton runs here", "member", g.n.sys.ID)
+			g.n.log.Info("maintenance singleton runs here", "member", ctx.ActorSystem().ID)
 			g.n.maintRunning.Store(true)
 			go func(done chan struct{}) {
 				defer close(done)
@@ -72,7 +80,7 @@ func (g *maintenanceGrain) Receive(ctx actor.Context) {
 			ctx.Respond(&emptypb.Empty{})
 		}
 	case *actor.ReceiveTimeout:
-		g.n.log.Info("maintenance singleton moved away", "member", g.n.sys.ID)
+		g.n.log.Info("maintenance singleton moved away", "member", ctx.ActorSystem().ID)
 		ctx.Stop(ctx.Self())
 	case *actor.Stopping:
 		if g.cancel != nil {
@@ -87,4 +95,17 @@ func (g *maintenanceGrain) Receive(ctx actor.Context) {
 // now (tests and the fleet view).
 func (n *Node) MaintenanceHere() bool {
 	return n.maintRunning.Load()
+}
+
+// genContext is the context of membership gen (ended when it is not the
+// current one).
+func (n *Node) genContext(gen uint64) context.Context {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if gen != n.gen || n.genCtx == nil {
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		return ctx
+	}
+	return n.genCtx
 }

@@ -420,6 +420,18 @@ func (s *Runs) CancelOrphan(ctx context.Context, id uuid.UUID, attempt int) erro
 		where: []string{"(cancel_requested_at IS NOT NULL OR deleted_at IS NOT NULL)", "(lease_expires_at IS NULL OR lease_expires_at < now())"}})
 }
 
+// CancelOrphanFrom is transition 7 taken because the owner left the
+// cluster: guarded on the attempt still being deadWorker's instead of an
+// expired lease, as TakeOverFrom.
+func (s *Runs) CancelOrphanFrom(ctx context.Context, id uuid.UUID, attempt int, deadWorker string) error {
+	if deadWorker == "" {
+		return fmt.Errorf("cancel-orphan run %s: no departed owner named", id)
+	}
+	return endUnfinished(ctx, s.DB, unfinished{t: TCancelOrphan, id: id, from: StatusRunning, attempt: &attempt,
+		status: StatusCancelled, reason: "cancelled", now: s.now(),
+		where: []string{"(cancel_requested_at IS NOT NULL OR deleted_at IS NOT NULL)"}, whereArgs: map[string]any{"worker_node = ?": deadWorker}})
+}
+
 // CancelQueued ends a queued run as cancelled (transition 8).
 func (s *Runs) CancelQueued(ctx context.Context, id uuid.UUID) error {
 	return endUnfinished(ctx, s.DB, unfinished{t: TCancelQueued, id: id, from: StatusQueued, status: StatusCancelled, reason: "cancelled", now: s.now()})
@@ -437,19 +449,32 @@ func (s *Runs) GiveUp(ctx context.Context, id uuid.UUID, from Status, attempt in
 	return endUnfinished(ctx, s.DB, u)
 }
 
+// GiveUpFrom is transition 10 of a running run whose owner left the
+// cluster: guarded on the attempt still being deadWorker's instead of an
+// expired lease; its dead attempt counts as a delivery.
+func (s *Runs) GiveUpFrom(ctx context.Context, id uuid.UUID, attempt int, deadWorker, msg string) error {
+	if deadWorker == "" {
+		return fmt.Errorf("give-up run %s: no departed owner named", id)
+	}
+	return endUnfinished(ctx, s.DB, unfinished{t: TGiveUp, id: id, from: StatusRunning, attempt: &attempt, status: StatusFailed,
+		msg: msg, reason: msg, now: s.now(), set: []string{"deliveries = deliveries + 1"},
+		whereArgs: map[string]any{"worker_node = ?": deadWorker}})
+}
+
 // unfinished says which run endUnfinished ends, from what, and how.
 type unfinished struct {
-	t       Transition
-	id      uuid.UUID
-	user    *uuid.UUID // when set, only that user's run
-	from    Status
-	attempt *int // when set, only that attempt
-	status  Status
-	msg     string
-	reason  string // of the actions skipped
-	now     time.Time
-	where   []string // further guards
-	set     []string // further assignments
+	t         Transition
+	id        uuid.UUID
+	user      *uuid.UUID // when set, only that user's run
+	from      Status
+	attempt   *int // when set, only that attempt
+	status    Status
+	msg       string
+	reason    string // of the actions skipped
+	now       time.Time
+	where     []string       // further guards
+	whereArgs map[string]any // further guards with one argument each
+	set       []string       // further assignments
 }
 
 // endUnfinished moves a run from u.from to the terminal u.status in one
@@ -480,6 +505,9 @@ func endUnfinished(ctx context.Context, db bun.IDB, u unfinished) error {
 		}
 		for _, w := range u.where {
 			q = q.Where(w)
+		}
+		for w, arg := range u.whereArgs {
+			q = q.Where(w, arg)
 		}
 		for _, s := range u.set {
 			q = q.Set(s)

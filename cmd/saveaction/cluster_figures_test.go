@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"os/exec"
 	"slices"
 	"strconv"
 	"strings"
@@ -151,8 +152,70 @@ func procCPU(pid int) (ticks int64, rssKiB int64) {
 	return ut + st, rssKiB
 }
 
+// tcpCounters are the data segments and bytes each TCP socket of pids has
+// sent, by socket (pid, local, peer), from ss; sockets to skipPorts (as peer)
+// are left out.
+func tcpCounters(t *testing.T, pids map[int]bool, skipPorts ...string) map[string][2]int64 {
+	out, err := exec.Command("ss", "-tinpH").Output()
+	if err != nil {
+		t.Skipf("ss: %v", err)
+	}
+	res := map[string][2]int64{}
+	key := ""
+	for _, line := range strings.Split(string(out), "\n") {
+		if line == "" {
+			continue
+		}
+		if line[0] != ' ' && line[0] != '\t' {
+			key = ""
+			f := strings.Fields(line)
+			if len(f) < 6 {
+				continue
+			}
+			_, peerPort, _ := strings.Cut(f[4][strings.LastIndexByte(f[4], ':'):], ":")
+			if slices.Contains(skipPorts, peerPort) {
+				continue
+			}
+			i := strings.Index(line, "pid=")
+			if i < 0 {
+				continue
+			}
+			pidStr, _, _ := strings.Cut(line[i+4:], ",")
+			pid, _ := strconv.Atoi(pidStr)
+			if pids[pid] {
+				key = pidStr + " " + f[3] + " " + f[4]
+			}
+			continue
+		}
+		if key == "" {
+			continue
+		}
+		var v [2]int64
+		for _, tok := range strings.Fields(line) {
+			name, val, ok := strings.Cut(tok, ":")
+			if !ok {
+				continue
+			}
+			n, _ := strconv.ParseInt(val, 10, 64)
+			switch name {
+			case "data_segs_out":
+				v[0] = n
+			case "bytes_sent":
+				v[1] = n
+			}
+		}
+		res[key] = v
+		key = ""
+	}
+	return res
+}
+
 // measureMembershipCost idles 3 and 6 workers with and without a cluster
-// and reports each worker's CPU and memory.
+// and reports each worker's CPU and memory, and the TCP traffic the
+// workers send to anything but PostgreSQL and Redis (the membership:
+// gossip between the members' remotes, automanaged health polls, etcd
+// keep-alives and watches), in data segments (about one a message) and
+// bytes per second; sockets opened and closed within the window are missed.
 func measureMembershipCost(t *testing.T) {
 	const idle = 20 * time.Second
 	for _, provider := range []string{"none", "automanaged", "etcd"} {
@@ -169,10 +232,22 @@ func measureMembershipCost(t *testing.T) {
 			}
 			time.Sleep(10 * time.Second) // start-up done (measuring, not waiting for an event)
 			before := make([]int64, n)
+			pids := map[int]bool{}
 			for i, p := range ps {
 				before[i], _ = procCPU(p.cmd.Process.Pid)
+				pids[p.cmd.Process.Pid] = true
 			}
+			tcpBefore := tcpCounters(t, pids, "5432", "6379")
 			time.Sleep(idle)
+			var segs, bytes int64
+			for k, v := range tcpCounters(t, pids, "5432", "6379") {
+				b := tcpBefore[k]
+				segs += v[0] - b[0]
+				bytes += v[1] - b[1]
+			}
+			t.Logf("membership traffic, %s, %d idle workers: %.1f messages (TCP data segments) and %.1f KiB sent per second by the fleet, %.1f and %.2f KiB per worker",
+				provider, n, float64(segs)/idle.Seconds(), float64(bytes)/1024/idle.Seconds(),
+				float64(segs)/idle.Seconds()/float64(n), float64(bytes)/1024/idle.Seconds()/float64(n))
 			var cpu, rss int64
 			for i, p := range ps {
 				c, r := procCPU(p.cmd.Process.Pid)

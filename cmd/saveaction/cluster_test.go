@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	nethttp "net/http"
 	"os/exec"
@@ -13,10 +14,19 @@ import (
 	"github.com/saveaction/runner/persistence"
 )
 
-// startEtcd runs a private etcd (Debian's etcd-server) on free loopback
-// ports with a data folder of its own, stopped when the test ends. It
-// returns the client URL.
-func startEtcd(t *testing.T) string {
+// etcdServer is a private etcd (Debian's etcd-server) on free loopback
+// ports with a data folder of its own, stopped when the test ends; a test
+// may kill it and start it again on the same folder and ports.
+type etcdServer struct {
+	t    *testing.T
+	bin  string
+	args []string
+	url  string
+	logs *syncBuffer
+	cmd  *exec.Cmd
+}
+
+func newEtcd(t *testing.T) *etcdServer {
 	t.Helper()
 	bin, err := exec.LookPath("etcd")
 	if err != nil {
@@ -25,28 +35,44 @@ func startEtcd(t *testing.T) string {
 	client, peer := freePort(t), freePort(t)
 	curl := fmt.Sprintf("http://127.0.0.1:%d", client)
 	purl := fmt.Sprintf("http://127.0.0.1:%d", peer)
-	cmd := exec.Command(bin, "--name", "t", "--data-dir", t.TempDir(),
+	e := &etcdServer{t: t, bin: bin, url: curl, logs: &syncBuffer{}, args: []string{"--name", "t", "--data-dir", t.TempDir(),
 		"--listen-client-urls", curl, "--advertise-client-urls", curl,
 		"--listen-peer-urls", purl, "--initial-advertise-peer-urls", purl,
-		"--initial-cluster", "t="+purl, "--log-level", "error")
-	logs := &syncBuffer{}
-	cmd.Stdout, cmd.Stderr = logs, logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
+		"--initial-cluster", "t=" + purl, "--log-level", "error"}}
+	e.start()
+	t.Cleanup(e.kill)
+	return e
+}
+
+// start runs etcd and waits until it is healthy.
+func (e *etcdServer) start() {
+	e.t.Helper()
+	e.cmd = exec.Command(e.bin, e.args...)
+	e.cmd.Stdout, e.cmd.Stderr = e.logs, e.logs
+	if err := e.cmd.Start(); err != nil {
+		e.t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
 	deadline := time.Now().Add(20 * time.Second)
 	for {
-		if resp, err := nethttp.Get(curl + "/health"); err == nil {
+		if resp, err := nethttp.Get(e.url + "/health"); err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == 200 {
-				return curl
+				return
 			}
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("etcd never became healthy:\n%s", logs.String())
+			e.t.Fatalf("etcd never became healthy:\n%s", e.logs.String())
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// kill stops etcd with SIGKILL (a crash) and waits for it.
+func (e *etcdServer) kill() {
+	if e.cmd != nil && e.cmd.Process != nil {
+		_ = e.cmd.Process.Kill()
+		_ = e.cmd.Wait()
+		e.cmd = nil
 	}
 }
 
@@ -56,6 +82,7 @@ type clusterTest struct {
 	*fleet
 	ops      *devNode
 	provider string
+	etcd     *etcdServer // with the etcd provider
 	// workerEnv gives each worker its cluster settings (automanaged: its
 	// own port among the shared host list).
 	workerEnv func(i int) []string
@@ -67,7 +94,8 @@ func newClusterTest(t *testing.T, provider string, workers int, extraEnv ...stri
 	var env []string
 	switch provider {
 	case "etcd":
-		env = []string{"CLUSTER_PROVIDER=etcd", "CLUSTER_ETCD_ENDPOINTS=" + startEtcd(t), "CLUSTER_NAME=sa-" + randHex(3)}
+		ct.etcd = newEtcd(t)
+		env = []string{"CLUSTER_PROVIDER=etcd", "CLUSTER_ETCD_ENDPOINTS=" + ct.etcd.url, "CLUSTER_NAME=sa-" + randHex(3)}
 		ct.workerEnv = func(int) []string { return nil }
 	case "automanaged":
 		ports := make([]int, workers)
@@ -212,10 +240,17 @@ func TestClusterKilledWorkersRunRestartsWithinSeconds(t *testing.T) {
 }
 
 // A worker frozen (SIGSTOP) past detection loses its run to a survivor;
-// thawed (SIGCONT), it finds its attempt fenced, writes nothing, and goes
-// on serving new runs.
-func TestClusterFrozenWorkerIsFencedAndServesAgain(t *testing.T) {
-	ct := newClusterTest(t, "etcd", 3, "LEASE_SECONDS=30")
+// thawed (SIGCONT), it finds its attempt fenced, writes nothing, joins the
+// cluster again under a fresh member id (the others block its old one for
+// good), shows in the fleet view, and serves new runs.
+func TestClusterFrozenWorkerIsFencedAndRejoins(t *testing.T) {
+	for _, provider := range []string{"etcd", "automanaged"} {
+		t.Run(provider, func(t *testing.T) { frozenWorkerRejoins(t, provider) })
+	}
+}
+
+func frozenWorkerRejoins(t *testing.T, provider string) {
+	ct := newClusterTest(t, provider, 3, "LEASE_SECONDS=30")
 	names := []string{"fz-a", "fz-b", "fz-c"}
 	procs := map[string]*proc{}
 	for i, n := range names {
@@ -234,10 +269,21 @@ func TestClusterFrozenWorkerIsFencedAndServesAgain(t *testing.T) {
 	r = ct.waitFor(id, 25*time.Second, "taken over by a survivor", func(r runView) bool {
 		return r.Attempt == 2 && r.WorkerNode != owner
 	})
-	t.Logf("frozen %s's run taken over by %s %s after SIGSTOP", owner, r.WorkerNode, time.Since(stoppedAt))
+	t.Logf("%s: frozen %s's run taken over by %s %s after SIGSTOP", provider, owner, r.WorkerNode, time.Since(stoppedAt))
+	var others []string
+	for _, n := range names {
+		if n != owner {
+			others = append(others, n)
+		}
+	}
+	ct.waitWorkers(15*time.Second, others...)
 	if err := frozen.cmd.Process.Signal(syscall.SIGCONT); err != nil {
 		t.Fatal(err)
 	}
+	thawedAt := time.Now()
+	// It joins again: every member (and the API) lists it.
+	back := ct.waitWorkers(30*time.Second, names...)
+	t.Logf("%s: thawed %s back in the fleet view %s after SIGCONT", provider, owner, back)
 	run := ct.waitFor(id, 90*time.Second, "finished", func(r runView) bool { return persistence.IsTerminal(persistence.Status(r.Status)) })
 	if run.Status != "passed" || run.Attempt != 2 || run.WorkerNode == owner {
 		t.Fatalf("run = %+v, want passed once, as attempt 2, not on the frozen %s", run, owner)
@@ -262,18 +308,31 @@ func TestClusterFrozenWorkerIsFencedAndServesAgain(t *testing.T) {
 	if frozen.exited(0) {
 		t.Fatal("the thawed worker exited")
 	}
-	// It serves new runs: drain the others, so only it may pull.
-	for _, n := range names {
-		if n != owner {
-			ct.ops.call("POST", "/api/v1/workers/"+n+"/drain", nil, 200, nil)
-		}
+	// The thawed node's lagging view (the others' heartbeats look expired
+	// to it) is not taken for the others leaving: it claims nothing of
+	// theirs.
+	if strings.Contains(frozen.logs.String(), `"worker left the cluster"`) {
+		t.Errorf("the thawed %s took live workers for departed ones", owner)
+	}
+	// It serves new runs, reached through the cluster: drain the others
+	// (through the fleet API), so only it may pull; then drain and resume it.
+	for _, n := range others {
+		ct.ops.call("POST", "/api/v1/workers/"+n+"/drain", nil, 200, nil)
+	}
+	var w struct {
+		State string `json:"state"`
+	}
+	ct.ops.call("POST", "/api/v1/workers/"+owner+"/drain", nil, 200, &w)
+	ct.ops.call("POST", "/api/v1/workers/"+owner+"/resume", nil, 200, &w)
+	if w.State != "active" {
+		t.Fatalf("resume of the thawed %s answered %+v", owner, w)
 	}
 	id2 := ct.createRun(ct.slowRecording(2), map[string]any{"timingMode": "instant"})
 	run2 := ct.waitFor(id2, 60*time.Second, "finished", func(r runView) bool { return persistence.IsTerminal(persistence.Status(r.Status)) })
 	if run2.Status != "passed" || run2.WorkerNode != owner {
 		t.Fatalf("new run = %+v, want passed on the thawed %s", run2, owner)
 	}
-	t.Logf("thawed %s in the fleet view again: %v", owner, slices.Contains(ct.view().names(), owner))
+	t.Logf("%s: thawed %s ran a new run %s after SIGCONT", provider, owner, time.Since(thawedAt))
 }
 
 // Drain: a draining worker pulls nothing new, finishes its runs, stays up
@@ -378,4 +437,181 @@ func TestClusterMaintenanceSingletonMoves(t *testing.T) {
 		t.Fatalf("after killing %s maintenance runs on %v, want exactly one survivor", first[0], moved)
 	}
 	t.Logf("maintenance moved from %s to %s %s after kill -9", first[0], moved[0], time.Since(killedAt))
+}
+
+// A worker that leaves the cluster with runs that were cancel-requested
+// (it was frozen and could not act on the request) or whose deliveries are
+// spent: the survivors settle them at once (cancelled; failed "worker
+// lost"), not after the 30 s lease.
+func TestClusterDepartedWorkersCancelledAndSpentRunsSettleAtOnce(t *testing.T) {
+	ct := newClusterTest(t, "automanaged", 3, "LEASE_SECONDS=30")
+	names := []string{"ds-a", "ds-b", "ds-c"}
+	procs := map[string]*proc{}
+	for i, n := range names {
+		procs[n] = ct.worker(n, append(ct.workerEnv(i), "WORKER_CONCURRENCY=2")...)
+	}
+	ct.waitWorkers(60*time.Second, names...)
+	db, err := persistence.Open(context.Background(), ct.dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	opts := map[string]any{"timingMode": "realistic", "timeout": 5000}
+
+	// Cancel requested while its worker is frozen, then the worker dies.
+	id := ct.createRun(ct.slowRecording(8), opts)
+	r := ct.waitFor(id, 60*time.Second, "running", func(r runView) bool { return r.Status == "running" && r.WorkerNode != "" })
+	owner := procs[r.WorkerNode]
+	if err := owner.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	stoppedAt := time.Now()
+	// The frozen owner cannot answer: the survivors settle it once they see
+	// it gone (200 if within the API's wait, else 202).
+	if a := ct.api.request("POST", "/api/v1/runs/"+id+"/cancel", nil); a.status != 200 && a.status != 202 {
+		t.Fatalf("cancel: %s", a)
+	}
+	if err := owner.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	run := ct.waitFor(id, 25*time.Second, "cancelled", func(r runView) bool { return persistence.IsTerminal(persistence.Status(r.Status)) })
+	if run.Status != "cancelled" || run.Attempt != 1 {
+		t.Fatalf("cancel-requested run of the departed %s = %+v, want cancelled as attempt 1", r.WorkerNode, run)
+	}
+	t.Logf("cancel-requested run of the frozen, then killed, %s cancelled %s after SIGSTOP (lease 30 s)", r.WorkerNode, time.Since(stoppedAt))
+	if d := time.Since(stoppedAt); d > 15*time.Second {
+		t.Errorf("settled after %s: the lease, not the cluster", d)
+	}
+
+	// Deliveries spent: the run is on its last delivery when its worker dies.
+	id2 := ct.createRun(ct.slowRecording(8), opts)
+	r2 := ct.waitFor(id2, 60*time.Second, "running", func(r runView) bool { return r.Status == "running" && r.WorkerNode != "" })
+	if _, err := db.NewRaw("UPDATE runs SET deliveries = ? WHERE id = ?", persistence.DefaultMaxDeliveries-1, id2).Exec(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if err := procs[r2.WorkerNode].cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	killedAt := time.Now()
+	run2 := ct.waitFor(id2, 25*time.Second, "failed", func(r runView) bool { return persistence.IsTerminal(persistence.Status(r.Status)) })
+	if run2.Status != "failed" || run2.Attempt != r2.Attempt || run2.ErrorMessage == nil || !strings.Contains(*run2.ErrorMessage, "worker lost") {
+		t.Fatalf("spent run of the killed %s = %+v, want failed (worker lost) as attempt %d", r2.WorkerNode, run2, r2.Attempt)
+	}
+	t.Logf("spent run of the killed %s given up %s after the kill (lease 30 s)", r2.WorkerNode, time.Since(killedAt))
+	if d := time.Since(killedAt); d > 15*time.Second {
+		t.Errorf("settled after %s: the lease, not the cluster", d)
+	}
+	// Exactly one row per action, every one settled (none left running).
+	var rows, open int
+	if err := db.NewRaw("SELECT count(*), count(*) FILTER (WHERE status = 'pending') FROM run_actions WHERE run_id IN (?, ?)", id, id2).
+		Scan(context.Background(), &rows, &open); err != nil {
+		t.Fatal(err)
+	}
+	if rows != 16 || open != 0 {
+		t.Fatalf("%d action rows (%d unsettled), want 16 all settled", rows, open)
+	}
+}
+
+// Cancel reaches a running run's owner through the cluster: the API looks
+// the member up by the run's worker name and sends CancelRun to its
+// coordinator. The actor address stored on the run is made stale, and the
+// lease renewal (the fallback, every 20 s with a 60 s lease) is too slow to
+// answer within the API's 5 s wait: a 200 can only come through the cluster.
+// Latency is the POST's answer with the run final, p50/p95 over 10.
+func TestClusterCancelReachesTheOwnerThroughTheCluster(t *testing.T) {
+	for _, provider := range []string{"etcd", "automanaged"} {
+		t.Run(provider, func(t *testing.T) {
+			ct := newClusterTest(t, provider, 2, "LEASE_SECONDS=60")
+			names := []string{"cc-a", "cc-b"}
+			for i, n := range names {
+				ct.worker(n, append(ct.workerEnv(i), "WORKER_CONCURRENCY=1")...)
+			}
+			ct.waitWorkers(60*time.Second, names...)
+			db, err := persistence.Open(context.Background(), ct.dsn)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer db.Close()
+			var lat []time.Duration
+			for range 10 {
+				id := ct.createRun(ct.slowRecording(20), map[string]any{"timingMode": "realistic", "timeout": 5000})
+				ct.waitFor(id, 60*time.Second, "running", func(r runView) bool { return r.Status == "running" && r.WorkerNode != "" })
+				if _, err := db.NewRaw("UPDATE runs SET actor_address = '127.0.0.1:9', actor_id = 'stale' WHERE id = ?", id).
+					Exec(context.Background()); err != nil {
+					t.Fatal(err)
+				}
+				at := time.Now()
+				var run runView
+				ct.api.call("POST", "/api/v1/runs/"+id+"/cancel", nil, 200, &run)
+				lat = append(lat, time.Since(at))
+				if run.Status != "cancelled" {
+					t.Fatalf("cancel answered %+v, want cancelled", run)
+				}
+			}
+			t.Logf("%s: cancel through the cluster, 10 running runs: answered cancelled after p50 %s p95 %s",
+				provider, pct(lat, 50), pct(lat, 95))
+		})
+	}
+}
+
+// etcd itself crashes mid-fleet and comes back on the same data folder and
+// ports: the members join its member list again, the fleet view lists
+// them, and every run queued or running meanwhile passes exactly once.
+func TestClusterEtcdRestartLosesNoRun(t *testing.T) {
+	ct := newClusterTest(t, "etcd", 3, "LEASE_SECONDS=30")
+	names := []string{"er-a", "er-b", "er-c"}
+	procs := map[string]*proc{}
+	for i, n := range names {
+		procs[n] = ct.worker(n, append(ct.workerEnv(i), "WORKER_CONCURRENCY=2")...)
+	}
+	ct.waitWorkers(60*time.Second, names...)
+	var ids []string
+	for range 6 {
+		ids = append(ids, ct.createRun(ct.slowRecording(6), map[string]any{"timingMode": "realistic", "timeout": 5000}))
+	}
+	ct.waitFor(ids[0], 60*time.Second, "running", func(r runView) bool { return r.Status == "running" })
+	ct.etcd.kill()
+	killedAt := time.Now()
+	// Down longer than the members' 3 s etcd lease; runs go on meanwhile.
+	for range 6 {
+		ids = append(ids, ct.createRun(ct.slowRecording(6), map[string]any{"timingMode": "realistic", "timeout": 5000}))
+	}
+	t.Logf("6 runs created %s after etcd was killed", time.Since(killedAt))
+	time.Sleep(6 * time.Second) // the outage itself: longer than the 3 s member lease
+	restart := time.Now()
+	ct.etcd.start()
+	t.Logf("etcd down for %s (healthy %s after its start)", time.Since(killedAt), time.Since(restart))
+	back := ct.waitWorkers(30*time.Second, names...)
+	t.Logf("all members listed again %s after etcd came back", back)
+	for _, id := range ids {
+		run := ct.waitFor(id, 180*time.Second, "finished", func(r runView) bool { return persistence.IsTerminal(persistence.Status(r.Status)) })
+		if run.Status != "passed" {
+			t.Errorf("run %s = %+v, want passed", id, run)
+		}
+	}
+	db, err := persistence.Open(context.Background(), ct.dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var rows, runs int
+	if err := db.NewRaw("SELECT count(*), count(DISTINCT run_id) FROM run_actions WHERE status = 'success'").Scan(context.Background(), &rows, &runs); err != nil {
+		t.Fatal(err)
+	}
+	if rows != 6*len(ids) || runs != len(ids) {
+		t.Fatalf("%d successful action rows over %d runs, want %d over %d (exactly once)", rows, runs, 6*len(ids), len(ids))
+	}
+	for n, p := range procs {
+		if p.exited(0) {
+			t.Errorf("worker %s exited", n)
+		}
+	}
+	for n, p := range procs {
+		t.Logf("%s saw a worker leave %d times", n, strings.Count(p.logs.String(), `"worker left the cluster"`))
+	}
+	// Still one cluster: drain and resume reach every member.
+	for _, n := range names {
+		ct.ops.call("POST", "/api/v1/workers/"+n+"/drain", nil, 200, nil)
+		ct.ops.call("POST", "/api/v1/workers/"+n+"/resume", nil, 200, nil)
+	}
 }

@@ -15,7 +15,6 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/saveaction/runner/actors"
-	"github.com/saveaction/runner/cluster"
 	api "github.com/saveaction/runner/http"
 	"github.com/saveaction/runner/persistence"
 	"github.com/saveaction/runner/service"
@@ -143,18 +142,20 @@ func apiCmd(ctx context.Context, args []string) error {
 	}
 	defer b.Close()
 	sys := actors.NewSystem(log)
-	membership := remoteService(sys, cfg, log)
+	svcs := []service.Service{remoteService(sys, cfg, log)}
 	var fleet api.Fleet
+	canceller := &actors.Canceller{System: sys, Runs: b.runs}
 	if cfg.Cluster.Enabled() {
-		var node *cluster.Node
-		node, membership = clusterService(cfg, sys, log, nil, nil)
-		fleet = clusterFleet{node: node}
+		node, membership := clusterService(cfg, sys, log, nil, nil)
+		svcs = append(svcs, membership)
+		cf := clusterFleet{node: node}
+		fleet, canceller.Route = cf, cf.route
 	}
-	httpAPI, err := apiServer(b, &actors.Canceller{System: sys, Runs: b.runs}, newRegistry(), fleet)
+	httpAPI, err := apiServer(b, canceller, newRegistry(), fleet)
 	if err != nil {
 		return err
 	}
-	return service.NewGroup(log, membership, httpAPI).Run(ctx)
+	return service.NewGroup(log, append(svcs, httpAPI)...).Run(ctx)
 }
 
 // workerCmd is a worker node: the actor remote, the metrics endpoint, the
@@ -174,21 +175,21 @@ func workerCmd(ctx context.Context, args []string) error {
 	reg := newRegistry()
 	m := actors.NewMetrics(reg)
 	var worker atomic.Pointer[actors.Worker]
-	// The membership (or the bare remote) starts first and stops last: a
-	// worker draining on SIGTERM stays a member until its runs are handed
-	// back, so no survivor takes them over while they still run here.
-	var svcs []service.Service
+	// The remote and the membership start first and stop last: a worker
+	// draining on SIGTERM stays a member until its runs are handed back, so
+	// no survivor takes them over while they still run here.
+	svcs := []service.Service{remoteService(sys, cfg, log)}
+	var ownAddrs func() []string
 	if cfg.Cluster.Enabled() {
 		rec := newReconciler(b, m)
-		_, membership := clusterService(cfg, sys, log, &worker, rec.Run)
+		node, membership := clusterService(cfg, sys, log, &worker, rec.Run)
 		svcs = append(svcs, membership)
-	} else {
-		svcs = append(svcs, remoteService(sys, cfg, log))
+		ownAddrs = func() []string { return []string{node.System().Address()} }
 	}
 	if cfg.MetricsPort != 0 {
 		svcs = append(svcs, metricsServer(cfg, reg, log))
 	}
-	svcs = append(svcs, workerService(b, sys, reg, m, cfg.MetricsPort != 0, &worker))
+	svcs = append(svcs, workerService(b, sys, reg, m, cfg.MetricsPort != 0, &worker, ownAddrs))
 	if !cfg.Cluster.Enabled() {
 		svcs = append(svcs, reconcilerService(b, m))
 	}
@@ -240,7 +241,7 @@ func devCmd(ctx context.Context, args []string, stdout io.Writer) error {
 		demo = demoServer(cfg, log)
 		svcs = append(svcs, demo)
 	}
-	svcs = append(svcs, workerService(b, sys, reg, m, false, &worker), reconcilerService(b, m), retentionService(b), httpAPI)
+	svcs = append(svcs, workerService(b, sys, reg, m, false, &worker, nil), reconcilerService(b, m), retentionService(b), httpAPI)
 	g := service.NewGroup(log, svcs...)
 	if err := g.Start(ctx); err != nil {
 		return err

@@ -27,6 +27,15 @@ func (f clusterFleet) pid(m cluster.Member) *actor.PID {
 	return actor.NewPID(m.Address, actors.CoordinatorName(m.Worker))
 }
 
+// route finds the coordinator of a live worker member, for cancel.
+func (f clusterFleet) route(worker string) (*actor.ActorSystem, *actor.PID, bool) {
+	m, ok := f.node.Worker(worker)
+	if !ok {
+		return nil, nil, false
+	}
+	return f.node.System(), f.pid(m), true
+}
+
 // Workers asks every live worker member at once.
 func (f clusterFleet) Workers(ctx context.Context) (api.FleetView, error) {
 	members := f.node.Workers()
@@ -55,16 +64,15 @@ func (f clusterFleet) Workers(ctx context.Context) (api.FleetView, error) {
 
 // SetDraining finds the member by worker name and asks it.
 func (f clusterFleet) SetDraining(ctx context.Context, name string, draining bool) (api.Worker, error) {
-	for _, m := range f.node.Workers() {
-		if m.Worker == name {
-			wi, err := actors.AskWorker(f.node.System(), f.pid(m), &actors.SetDraining{Draining: draining}, askTimeout)
-			if err != nil {
-				return api.Worker{}, fmt.Errorf("drain %s: %w", name, err)
-			}
-			return workerView(wi, m.Address), nil
-		}
+	m, ok := f.node.Worker(name)
+	if !ok {
+		return api.Worker{}, api.ErrWorkerNotFound
 	}
-	return api.Worker{}, api.ErrWorkerNotFound
+	wi, err := actors.AskWorker(f.node.System(), f.pid(m), &actors.SetDraining{Draining: draining}, askTimeout)
+	if err != nil {
+		return api.Worker{}, fmt.Errorf("drain %s: %w", name, err)
+	}
+	return workerView(wi, m.Address), nil
 }
 
 // localFleet is the fleet view of a node without a cluster: the worker in

@@ -16,13 +16,13 @@ import (
 // runPolicy is what the pages of service runs may reach: web pages only,
 // file inputs from FILES_PATH only, and the network less
 // RUN_BLOCKED_NETWORKS and the worker's own services (issue 15).
-func runPolicy(ctx context.Context, cfg *Config, actorAddr string, metricsOn bool, log *slog.Logger, m *netguard.Metrics) browser.Policy {
+func runPolicy(ctx context.Context, cfg *Config, actorAddr string, metricsOn bool, log *slog.Logger, m *netguard.Metrics, more ...string) browser.Policy {
 	np := &netguard.Policy{
 		BlockedNetworks:  cfg.RunBlockedNetworks,
 		BlockedEndpoints: append([]netip.AddrPort(nil), cfg.RunBlockedEndpoints...),
 		AllowedHosts:     cfg.RunAllowedHosts,
 	}
-	for _, ep := range ownEndpoints(cfg, actorAddr, metricsOn) {
+	for _, ep := range ownEndpoints(cfg, actorAddr, metricsOn, more...) {
 		rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		aps, err := netguard.ParseEndpoint(rctx, ep.addr, nil)
 		cancel()
@@ -44,8 +44,9 @@ func runPolicy(ctx context.Context, cfg *Config, actorAddr string, metricsOn boo
 
 type endpoint struct{ what, addr string }
 
-// ownEndpoints are the worker's own services, host:port, as configured.
-func ownEndpoints(cfg *Config, actorAddr string, metricsOn bool) []endpoint {
+// ownEndpoints are the worker's own services, host:port, as configured;
+// more are other actor remotes of the node (its cluster membership's).
+func ownEndpoints(cfg *Config, actorAddr string, metricsOn bool, more ...string) []endpoint {
 	var out []endpoint
 	add := func(what, hostport, defaultPort string) {
 		host, port, err := net.SplitHostPort(hostport)
@@ -65,6 +66,11 @@ func ownEndpoints(cfg *Config, actorAddr string, metricsOn bool) []endpoint {
 	}
 	if _, _, err := net.SplitHostPort(actorAddr); err == nil {
 		add("actor", actorAddr, "")
+	}
+	for _, a := range more {
+		if _, _, err := net.SplitHostPort(a); err == nil {
+			add("cluster", a, "")
+		}
 	}
 	if metricsOn && cfg.MetricsPort != 0 {
 		add("metrics", net.JoinHostPort(cfg.Host, strconv.Itoa(cfg.MetricsPort)), "")

@@ -289,7 +289,10 @@ func remoteService(sys *actor.ActorSystem, cfg *Config, log *slog.Logger) servic
 // workerService is the coordinator with its browser pool: started, it
 // pulls runs; stopped, it drains within the shutdown grace and hands the
 // rest back (DESIGN.md rule 6), then closes every browser.
-func workerService(b *backends, sys *actor.ActorSystem, reg prometheus.Registerer, m *actors.Metrics, metricsOn bool, started *atomic.Pointer[actors.Worker]) service.Service {
+//
+// ownAddrs, when set, are more actor remotes of this node that runs must
+// not reach (the cluster membership's).
+func workerService(b *backends, sys *actor.ActorSystem, reg prometheus.Registerer, m *actors.Metrics, metricsOn bool, started *atomic.Pointer[actors.Worker], ownAddrs func() []string) service.Service {
 	cfg := b.cfg
 	var (
 		pool *actors.Pool
@@ -316,7 +319,11 @@ func workerService(b *backends, sys *actor.ActorSystem, reg prometheus.Registere
 			}
 			// What runs may reach (netguard): the worker's own services are
 			// blocked, so the actor remote must be listening by now.
-			policy := runPolicy(ctx, cfg, sys.Address(), metricsOn, b.log, netguard.NewMetrics(reg))
+			var more []string
+			if ownAddrs != nil {
+				more = ownAddrs()
+			}
+			policy := runPolicy(ctx, cfg, sys.Address(), metricsOn, b.log, netguard.NewMetrics(reg), more...)
 			b.log.Info("run policy", "blockedNetworks", fmt.Sprint(policy.Network.BlockedNetworks),
 				"blockedEndpoints", fmt.Sprint(policy.Network.BlockedEndpoints), "allowedHosts", fmt.Sprint(policy.Network.AllowedHosts))
 			if why := browser.NoSandboxReason(); why != "" {
@@ -389,13 +396,24 @@ func newReconciler(b *backends, m *actors.Metrics) *actors.Reconciler {
 		Owner: b.cfg.WorkerName, Lease: b.cfg.Lease, Log: b.log, Metrics: m}
 }
 
-// clusterService is this node's cluster membership, which also starts the
-// actor remote (in place of remoteService). A worker is a member: when
+// clusterService is this node's cluster membership, on an actor system of
+// its own (a member that was frozen past detection joins again under a
+// fresh member id, so that system is replaced while sys and its runs go on);
+// sys keeps its remote from remoteService. A worker is a member: when
 // another worker leaves, its pending runs are claimed at once, and the
-// reconciler runs as the cluster's one maintenance identity. An API node
-// (worker nil) is a client that sees the members for the fleet view.
+// reconciler runs as the cluster's one maintenance identity; other nodes
+// reach its coordinator at its member's address. An API node (worker nil)
+// is a client that sees the members for the fleet view and cancels.
 func clusterService(cfg *Config, sys *actor.ActorSystem, log *slog.Logger, worker *atomic.Pointer[actors.Worker], maintenance func(context.Context)) (*cluster.Node, service.Service) {
-	opts := cluster.Options{Host: cfg.ActorHost, Port: cfg.ActorPort, Advertised: cfg.ActorAdvertised, Log: log}
+	advertised := ""
+	if cfg.ActorAdvertised != "" {
+		advertised = cfg.ActorAdvertised
+		if h, _, err := net.SplitHostPort(cfg.ActorAdvertised); err == nil {
+			advertised = h
+		}
+	}
+	opts := cluster.Options{Host: cfg.ActorHost, AdvertisedHost: advertised, Log: log, Local: sys,
+		NewSystem: func() *actor.ActorSystem { return actors.NewSystem(log) }}
 	if worker != nil {
 		opts.Worker = cfg.WorkerName
 		opts.Maintenance = maintenance
@@ -404,8 +422,12 @@ func clusterService(cfg *Config, sys *actor.ActorSystem, log *slog.Logger, worke
 				w.MemberLeft(name)
 			}
 		}
+		name := actors.CoordinatorName(cfg.WorkerName)
+		opts.Forward = func() map[string]*actor.PID {
+			return map[string]*actor.PID{name: actor.NewPID(sys.Address(), name)}
+		}
 	}
-	n := cluster.New(cfg.Cluster, sys, opts)
+	n := cluster.New(cfg.Cluster, opts)
 	return n, service.New(n.Name(), service.Funcs{
 		Start: n.Start,
 		Stop:  n.Stop,
