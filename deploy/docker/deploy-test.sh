@@ -102,7 +102,7 @@ if [ ! -x "$COMPOSE_BIN" ]; then
   dir=$(go mod download -json "github.com/docker/compose/v5@$COMPOSE_VERSION" | sed -n 's/^\t"Dir": "\(.*\)",$/\1/p')
   [ -n "$dir" ] || { echo "deploy-test: go mod download of compose failed"; exit 1; }
   cp -r "$dir" "$WORK/compose-src" && chmod -R u+w "$WORK/compose-src"
-  (cd "$WORK/compose-src" && go build -trimpath -o "$COMPOSE_BIN.tmp" ./cmd)
+  (cd "$WORK/compose-src" && go build -trimpath -ldflags "-w -X github.com/docker/compose/v5/internal.Version=$COMPOSE_VERSION" -o "$COMPOSE_BIN.tmp" ./cmd)
   mv "$COMPOSE_BIN.tmp" "$COMPOSE_BIN"
 fi
 mkdir -p "$DOCKER_CONFIG/cli-plugins"
