@@ -45,7 +45,7 @@ test: deps
 
 ## deploy-test: compose.yaml and deploy/Dockerfile run for real in a private dockerd (needs root, docker.io, debootstrap)
 deploy-test:
-	timeout --kill-after=60 1800 deploy/docker/deploy-test.sh
+	timeout --kill-after=60 3000 deploy/docker/deploy-test.sh
 
 ## bench: benchmarks (replay per action, browser start-up, API endpoints)
 bench:
