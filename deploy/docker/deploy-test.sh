@@ -66,7 +66,7 @@ teardown() {
     compose ps -a 2>&1 | tail -n 30
     compose logs --no-color --tail 60 2>&1 | tail -n 400
   fi
-  echo "== teardown"
+  step teardown
   if [ -n "$DOCKERD_PID" ]; then
     timeout 120 "$DOCKER_CLI" compose -f compose.yaml -f deploy/docker/compose.test.yaml down -v --remove-orphans -t 5 >/dev/null 2>&1
     # Anything left by an interrupted step (build containers, dangling volumes).

@@ -33,6 +33,13 @@ type stack struct {
 	token      string
 }
 
+// on is the stack with its failures reported on t (a subtest).
+func (s *stack) on(t *testing.T) *stack {
+	c := *s
+	c.t = t
+	return &c
+}
+
 func newStack(t *testing.T) *stack {
 	apis := os.Getenv("SAVEACTION_DEPLOY_API")
 	if apis == "" {
@@ -251,7 +258,8 @@ func TestStack(t *testing.T) {
 		start = time.Now()
 	}
 
-	out := s.composeRun("exec", "-T", "api", "saveaction", "token", "create", "--email", "deploy@example.com", "--name", "deploy-test")
+	out := s.composeRun("exec", "-T", "api", "saveaction", "token", "create", "--email", "deploy@example.com", "--name", "deploy-test",
+		"--scopes", "recordings:read,recordings:write,runs:read,runs:execute,workers:read")
 	lines := strings.Fields(out)
 	if len(lines) == 0 {
 		t.Fatalf("token create printed nothing")
@@ -260,6 +268,7 @@ func TestStack(t *testing.T) {
 	lap("token (compose exec api)")
 
 	t.Run("both API nodes ready", func(t *testing.T) {
+		s := s.on(t)
 		for i, base := range s.apis {
 			resp, err := nethttp.Get(base + "/api/health/ready")
 			if err != nil {
@@ -273,6 +282,7 @@ func TestStack(t *testing.T) {
 	})
 
 	t.Run("every Prometheus target up", func(t *testing.T) {
+		s := s.on(t)
 		// DNS discovery refreshes every 30 s and targets are scraped every
 		// 15 s: a target may take a minute to be seen and scraped.
 		deadline := time.Now().Add(150 * time.Second)
@@ -317,6 +327,7 @@ func TestStack(t *testing.T) {
 	lap("Prometheus targets up")
 
 	t.Run("worker names distinct", func(t *testing.T) {
+		s := s.on(t)
 		var fleet struct {
 			Workers []struct {
 				Name  string `json:"name"`
@@ -351,6 +362,7 @@ func TestStack(t *testing.T) {
 	})
 
 	t.Run("runs pass", func(t *testing.T) {
+		s := s.on(t)
 		var ids []string
 		for i := range 4 {
 			ids = append(ids, s.createRun(i, s.recording(0), map[string]any{"timeout": 15000}))
@@ -363,6 +375,7 @@ func TestStack(t *testing.T) {
 	lap("4 runs passed")
 
 	t.Run("Chromium runs as the non-root user, sandboxed, under tini", func(t *testing.T) {
+		s := s.on(t)
 		found := 0
 		for _, svc := range []string{"worker-1", "worker-2", "worker-3"} {
 			id := strings.TrimSpace(s.composeRun("ps", "-q", svc))
@@ -403,6 +416,7 @@ func TestStack(t *testing.T) {
 	})
 
 	t.Run("docker kill of the owner: the run passes elsewhere", func(t *testing.T) {
+		s := s.on(t)
 		id := s.createRun(1, s.recording(10), map[string]any{"timingMode": "realistic", "timeout": 5000})
 		r := s.waitRun(id, 2*time.Minute, "running with progress", func(r runView) bool {
 			return r.Status == "running" && r.ActionsExecuted >= 2 && workerService(r.WorkerNode) != ""
@@ -425,6 +439,7 @@ func TestStack(t *testing.T) {
 	lap("kill: run passed elsewhere")
 
 	t.Run("docker compose stop of the owner: handed back, finished by another", func(t *testing.T) {
+		s := s.on(t)
 		// compose.test.yaml gives workers a 5 s shutdown grace: a 25 s run
 		// outlives it and is handed back.
 		id := s.createRun(2, s.recording(25), map[string]any{"timingMode": "realistic", "timeout": 5000})
@@ -457,6 +472,7 @@ func TestStack(t *testing.T) {
 	lap("stop: handed back, passed elsewhere")
 
 	t.Run("no duplicate rows", func(t *testing.T) {
+		s := s.on(t)
 		if n := s.psql(`SELECT count(*) FROM (SELECT run_id, action_index FROM run_actions GROUP BY 1, 2 HAVING count(*) > 1) d`); n != "0" {
 			t.Fatalf("%s (run, action) pairs with more than one row", n)
 		}
