@@ -15,7 +15,7 @@ import (
 
 // healthcheckTimeout bounds one probe: a container health check that hangs
 // counts as a failure anyway, later.
-const healthcheckTimeout = 4 * time.Second
+const healthcheckTimeout = 10 * time.Second
 
 // healthcheckCmd is the image's HEALTHCHECK: it exits 0 when this node is
 // ready. With a URL it probes that URL; without, it asks the API's readiness

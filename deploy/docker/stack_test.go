@@ -365,10 +365,10 @@ func TestStack(t *testing.T) {
 		s := s.on(t)
 		var ids []string
 		for i := range 4 {
-			ids = append(ids, s.createRun(i, s.recording(0), map[string]any{"timeout": 15000}))
+			ids = append(ids, s.createRun(i, s.recording(0), map[string]any{"timeout": 30000}))
 		}
 		for _, id := range ids {
-			r := s.waitRun(id, 3*time.Minute, "finished", func(r runView) bool { return terminal(r.Status) })
+			r := s.waitRun(id, 5*time.Minute, "finished", func(r runView) bool { return terminal(r.Status) })
 			s.checkRows(r)
 		}
 	})
@@ -417,15 +417,15 @@ func TestStack(t *testing.T) {
 
 	t.Run("docker kill of the owner: the run passes elsewhere", func(t *testing.T) {
 		s := s.on(t)
-		id := s.createRun(1, s.recording(10), map[string]any{"timingMode": "realistic", "timeout": 5000})
-		r := s.waitRun(id, 2*time.Minute, "running with progress", func(r runView) bool {
+		id := s.createRun(1, s.recording(10), map[string]any{"timingMode": "realistic", "timeout": 30000})
+		r := s.waitRun(id, 4*time.Minute, "running with progress", func(r runView) bool {
 			return r.Status == "running" && r.ActionsExecuted >= 2 && workerService(r.WorkerNode) != ""
 		})
 		victim := workerService(r.WorkerNode)
 		cid := strings.TrimSpace(s.composeRun("ps", "-q", victim))
 		killed := time.Now()
 		s.run(s.docker, "kill", cid)
-		after := s.waitRun(id, 3*time.Minute, "finished", func(r runView) bool { return terminal(r.Status) })
+		after := s.waitRun(id, 5*time.Minute, "finished", func(r runView) bool { return terminal(r.Status) })
 		t.Logf("killed %s (%s) at action %d; run %s on %s, attempt %d, %.1fs after the kill",
 			victim, r.WorkerNode, r.ActionsExecuted, after.Status, after.WorkerNode, after.Attempt, time.Since(killed).Seconds())
 		s.checkRows(after)
@@ -442,8 +442,8 @@ func TestStack(t *testing.T) {
 		s := s.on(t)
 		// compose.test.yaml gives workers a 5 s shutdown grace: a 25 s run
 		// outlives it and is handed back.
-		id := s.createRun(2, s.recording(25), map[string]any{"timingMode": "realistic", "timeout": 5000})
-		r := s.waitRun(id, 2*time.Minute, "running with progress", func(r runView) bool {
+		id := s.createRun(2, s.recording(25), map[string]any{"timingMode": "realistic", "timeout": 30000})
+		r := s.waitRun(id, 4*time.Minute, "running with progress", func(r runView) bool {
 			return r.Status == "running" && r.ActionsExecuted >= 2 && workerService(r.WorkerNode) != ""
 		})
 		victim := workerService(r.WorkerNode)
@@ -455,7 +455,7 @@ func TestStack(t *testing.T) {
 		if code != "0" {
 			t.Fatalf("%s exited %s after compose stop (%.1fs): SIGTERM did not reach a graceful exit", victim, code, took.Seconds())
 		}
-		after := s.waitRun(id, 3*time.Minute, "finished", func(r runView) bool { return terminal(r.Status) })
+		after := s.waitRun(id, 5*time.Minute, "finished", func(r runView) bool { return terminal(r.Status) })
 		t.Logf("stopped %s at action %d in %.1fs (exit 0); run %s on %s, attempt %d",
 			victim, r.ActionsExecuted, took.Seconds(), after.Status, after.WorkerNode, after.Attempt)
 		s.checkRows(after)
