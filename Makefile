@@ -12,7 +12,7 @@ STATICCHECK         ?= $(CURDIR)/bin/tools/staticcheck
 # package that imports it) is tested without -race; every other package with.
 RACE_PKGS = $$($(GO) list ./... | grep -v '/runner/cluster$$')
 
-.PHONY: all build deps run test bench proto lint tools clean
+.PHONY: all build deps run test deploy-test bench proto lint tools clean
 
 all: build
 
@@ -42,6 +42,10 @@ test: deps
 	$(GO) test -race -count=1 -exec /bin/true $(RACE_PKGS) >/dev/null
 	$(GO) test -race -count=1 -p 1 -timeout 25m $(RACE_PKGS)
 	$(GO) test -count=1 -timeout 5m ./cluster/
+
+## deploy-test: compose.yaml and deploy/Dockerfile run for real in a private dockerd (needs root, docker.io, debootstrap)
+deploy-test:
+	timeout --kill-after=60 3000 deploy/docker/deploy-test.sh
 
 ## bench: benchmarks (replay per action, browser start-up, API endpoints)
 bench:

@@ -29,6 +29,7 @@ Usage:
   saveaction cleanup [--older-than DURATION] [--dry-run]
                                  one artifact retention pass now; prints what it removed
   saveaction config names         every configuration variable the binary reads, one per line
+  saveaction healthcheck [URL]   exit 0 when this node is ready (the image's HEALTHCHECK)
   saveaction version
 
 Configuration comes from the environment (DATABASE_URL, REDIS_URL, PORT, WORKER_CONCURRENCY, ...),
@@ -68,6 +69,8 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		err = cleanupCmd(ctx, rest, stdout)
 	case "config":
 		err = configCmd(rest, stdout)
+	case "healthcheck":
+		err = healthcheckCmd(ctx, rest, stdout)
 	case "version", "--version":
 		fmt.Fprintln(stdout, "saveaction", version)
 		return 0
