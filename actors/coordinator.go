@@ -32,7 +32,6 @@ type (
 		from string
 	}
 	reclaimTick struct{}
-	statsTick   struct{}
 	// drain stops pulling, waits up to grace for runs to finish, then hands
 	// the rest back; done is closed when no run is left.
 	drain struct {
@@ -97,8 +96,7 @@ func (c *coordinator) Receive(ctx actor.Context) {
 		c.ctx, c.cancel = context.WithCancel(context.Background())
 		s := scheduler.NewTimerScheduler(ctx)
 		c.timers = append(c.timers,
-			s.SendRepeatedly(c.d.Lease/2, c.d.Lease/2, ctx.Self(), &reclaimTick{}),
-			s.SendRepeatedly(0, 5*time.Second, ctx.Self(), &statsTick{}))
+			s.SendRepeatedly(c.d.Lease/2, c.d.Lease/2, ctx.Self(), &reclaimTick{}))
 		c.updateSlots()
 		c.tryPull(ctx)
 	case *pullNow:
@@ -147,9 +145,6 @@ func (c *coordinator) Receive(ctx actor.Context) {
 	case *reclaimTick:
 		c.reclaimDue = true
 		c.tryPull(ctx)
-	case *statsTick:
-		c.bg.Add(1)
-		go func() { defer c.bg.Done(); c.readStats() }()
 	case *actor.Terminated:
 		for id, pid := range c.children {
 			if pid.Equal(msg.Who) {
@@ -312,17 +307,6 @@ func (c *coordinator) spawnFrom(ctx actor.Context, e queue.Entry, deadOwner stri
 	}
 	c.children[id] = pid
 	c.updateSlots()
-}
-
-func (c *coordinator) readStats() {
-	ctx, cancel := context.WithTimeout(c.ctx, 2*time.Second)
-	defer cancel()
-	st, err := c.d.Queue.Stats(ctx)
-	if err != nil {
-		return
-	}
-	c.d.Metrics.QueueDepth.Set(float64(st.Depth))
-	c.d.Metrics.QueueOldestAge.Set(st.OldestAge.Seconds())
 }
 
 // Worker is a running worker node: its actor system and coordinator.

@@ -178,13 +178,19 @@ func workerCmd(ctx context.Context, args []string) error {
 	// worker draining on SIGTERM stays a member until its runs are handed
 	// back, so no survivor takes them over while they still run here.
 	var svcs []service.Service
+	// The queue's gauges are the fleet's, exported by one node: the
+	// maintenance singleton, or without a cluster the reconciler's lock
+	// holder.
+	rec := newReconciler(b, m)
+	holder := rec.HoldsLock
 	if cfg.Cluster.Enabled() {
-		rec := newReconciler(b, m)
-		_, membership := clusterService(cfg, sys, log, &worker, rec.Run)
+		node, membership := clusterService(cfg, sys, log, &worker, rec.Run)
+		holder = func(context.Context) bool { return node.MaintenanceHere() }
 		svcs = append(svcs, membership)
 	} else {
 		svcs = append(svcs, remoteService(sys, cfg, log))
 	}
+	reg.MustRegister(actors.NewQueueMetrics(b.queue, holder, log))
 	if cfg.MetricsPort != 0 {
 		svcs = append(svcs, metricsServer(cfg, reg, log))
 	}
@@ -228,6 +234,7 @@ func devCmd(ctx context.Context, args []string, stdout io.Writer) error {
 	sys := actors.NewSystem(log)
 	reg := newRegistry()
 	m := actors.NewMetrics(reg)
+	reg.MustRegister(actors.NewQueueMetrics(b.queue, newReconciler(b, m).HoldsLock, log))
 	var worker atomic.Pointer[actors.Worker]
 	httpAPI, err := apiServer(b, &actors.Canceller{System: sys, Runs: b.runs}, reg, localFleet{worker: worker.Load})
 	if err != nil {
