@@ -257,11 +257,11 @@ func (c *coordinator) redispatch(entries []queue.Entry) {
 			}
 			if err != nil {
 				// Left pending here: reclaimed by another worker after the lease.
-				c.d.Log.Warn("give back a run pulled while draining", "runId", e.RunID.String(), "error", err)
+				c.d.runLog(e.RunID.String(), e.ID).Warn("give back a run pulled while draining", "error", err)
 				continue
 			}
 			c.d.ack(ctx, e, "pulled while draining")
-			c.d.Log.Info("gave back a run pulled while draining", "runId", e.RunID.String(), "worker", c.d.Worker)
+			c.d.runLog(e.RunID.String(), e.ID).Info("gave back a run pulled while draining", "newJobId", id)
 		}
 	}()
 }
@@ -296,13 +296,13 @@ func (c *coordinator) spawnFrom(ctx actor.Context, e queue.Entry, deadOwner stri
 		// Cannot happen while every read goes through tryPull and asks
 		// for at most the free slots; if it did, the entry stays pending
 		// and is reclaimed after the lease.
-		c.d.Log.Error("entry delivered with no free slot; left pending", "runId", id, "entry", e.ID)
+		c.d.runLog(id, e.ID).Error("entry delivered with no free slot; left pending")
 		return
 	}
 	props := actor.PropsFromProducer(newRunActor(c.d, e, deadOwner))
 	pid, err := ctx.SpawnNamed(props, "run-"+id)
 	if err != nil {
-		c.d.Log.Error("spawn run actor", "runId", id, "error", err)
+		c.d.runLog(id, e.ID).Error("spawn run actor", "error", err)
 		return
 	}
 	c.children[id] = pid

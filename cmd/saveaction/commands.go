@@ -122,8 +122,8 @@ func nodeConfig(name string, args []string, overrides map[string]string) (*Confi
 		return nil, nil, err
 	}
 	log := newLogger(cfg, os.Stderr)
-	if name == "worker" {
-		log = log.With("worker", cfg.WorkerName)
+	if name == "worker" || name == "dev" {
+		log = slog.New(withDefaultAttr(log.Handler(), slog.String("worker", cfg.WorkerName)))
 	}
 	redis.SetLogger(redisLogger{log: log})
 	return cfg, log, nil
