@@ -2,6 +2,9 @@ package deploy
 
 import (
 	"bytes"
+	"encoding/json"
+	"net"
+	"net/http"
 	"net/url"
 	"os"
 	"os/exec"
@@ -11,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
@@ -742,4 +746,130 @@ func ptrOr(p *int64) int64 {
 		return 0
 	}
 	return *p
+}
+
+// TestPrometheusK8sRelabelling runs a real Prometheus on prometheus-k8s.yml
+// with the Kubernetes discovery replaced by a file holding the labels that
+// discovery would give our pods (and one foreign pod): the relabelling
+// must make one target per Deployment, under its job, at the pod's IP and
+// annotated port and path, and drop the foreign pod.
+func TestPrometheusK8sRelabelling(t *testing.T) {
+	bin, err := exec.LookPath("prometheus")
+	if err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatal("prometheus is missing in CI: .ci/run installs Debian's prometheus package")
+		}
+		t.Skip("prometheus not installed (apt-get install prometheus)")
+	}
+	m := loadManifests(t)
+	sanitise := regexp.MustCompile(`[^a-zA-Z0-9_]`)
+	type group struct {
+		Targets []string          `json:"targets"`
+		Labels  map[string]string `json:"labels"`
+	}
+	pod := func(name string, labels, annotations map[string]string) group {
+		g := group{Targets: []string{"discovered.invalid:1"}, Labels: map[string]string{
+			"__meta_kubernetes_pod_ip": "10.1.2.3", "__meta_kubernetes_namespace": "ns", "__meta_kubernetes_pod_name": name}}
+		for k, v := range labels {
+			g.Labels["__meta_kubernetes_pod_label_"+sanitise.ReplaceAllString(k, "_")] = v
+		}
+		for k, v := range annotations {
+			g.Labels["__meta_kubernetes_pod_annotation_"+sanitise.ReplaceAllString(k, "_")] = v
+		}
+		return g
+	}
+	groups := []group{pod("other-0", map[string]string{"app.kubernetes.io/name": "other"},
+		map[string]string{"prometheus.io/scrape": "true", "prometheus.io/port": "8080"})}
+	want := map[string]string{} // job → address
+	for n, d := range m.deployments {
+		groups = append(groups, pod(n+"-0", d.Spec.Template.Labels, d.Spec.Template.Annotations))
+		job := "saveaction-" + d.Spec.Template.Labels["app.kubernetes.io/component"]
+		want[job] = "10.1.2.3:" + d.Spec.Template.Annotations["prometheus.io/port"]
+	}
+	dir := t.TempDir()
+	sdFile := filepath.Join(dir, "pods.json")
+	raw, err := yaml.Marshal(groups) // YAML is what file_sd reads from .yml
+	if err != nil {
+		t.Fatal(err)
+	}
+	sdFile = strings.TrimSuffix(sdFile, ".json") + ".yml"
+	if err := os.WriteFile(sdFile, raw, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := os.ReadFile("prometheus/prometheus-k8s.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg = bytes.ReplaceAll(cfg, []byte("kubernetes_sd_configs:\n      - role: pod\n"),
+		[]byte("file_sd_configs:\n      - files: [\""+sdFile+"\"]\n"))
+	cfg = bytes.ReplaceAll(cfg, []byte("rule_files:\n  - alerts.yml\n"), nil)
+	if err := os.WriteFile(filepath.Join(dir, "prometheus.yml"), cfg, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	_ = l.Close()
+	prom := exec.Command(bin, "--config.file="+filepath.Join(dir, "prometheus.yml"),
+		"--storage.tsdb.path="+filepath.Join(dir, "data"), "--web.listen-address="+addr)
+	var logs bytes.Buffer
+	prom.Stdout, prom.Stderr = &logs, &logs
+	if err := prom.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = prom.Process.Kill()
+		_ = prom.Wait()
+		if t.Failed() {
+			t.Logf("prometheus:\n%s", logs.String())
+		}
+	})
+	var targets struct {
+		Data struct {
+			Active []struct {
+				Labels           map[string]string `json:"labels"`
+				DiscoveredLabels map[string]string `json:"discoveredLabels"`
+				ScrapeURL        string            `json:"scrapeUrl"`
+			} `json:"activeTargets"`
+			Dropped []struct {
+				DiscoveredLabels map[string]string `json:"discoveredLabels"`
+			} `json:"droppedTargets"`
+		} `json:"data"`
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		resp, err := http.Get("http://" + addr + "/api/v1/targets")
+		if err == nil {
+			err = json.NewDecoder(resp.Body).Decode(&targets)
+			resp.Body.Close()
+		}
+		if err == nil && len(targets.Data.Active)+len(targets.Data.Dropped) >= 2*len(groups) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("prometheus never listed the targets (%v): %+v", err, targets.Data)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	got := map[string]string{}
+	for _, a := range targets.Data.Active {
+		job := a.Labels["job"]
+		if _, dup := got[job]; dup {
+			t.Errorf("job %s has more than one target", job)
+		}
+		got[job] = a.Labels["instance"]
+		if !strings.HasSuffix(a.ScrapeURL, "/metrics") || a.Labels["namespace"] != "ns" || a.Labels["pod"] == "" {
+			t.Errorf("job %s target %+v: want /metrics, namespace and pod labels", job, a)
+		}
+	}
+	for job, address := range want {
+		if got[job] != address {
+			t.Errorf("job %s scrapes %q, want %q (all: %v)", job, got[job], address, got)
+		}
+	}
+	if len(got) != len(want) {
+		t.Errorf("active targets %v, want %v: the foreign pod must be dropped", got, want)
+	}
 }
