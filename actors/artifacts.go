@@ -36,7 +36,7 @@ func (d *Deps) withArtifacts(run *persistence.Run, res *browser.Result, o persis
 		return o
 	}
 	id := run.ID.String()
-	log := d.Log.With("runId", id, "attempt", run.Attempt, "worker", d.Worker)
+	log := d.runLog(id, run.JobID, "attempt", run.Attempt)
 	arts := []persistence.Artifact{}
 	var warnings, shots []string
 	upload := func(a persistence.Artifact, path string) persistence.Artifact {

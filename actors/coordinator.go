@@ -32,7 +32,6 @@ type (
 		from string
 	}
 	reclaimTick struct{}
-	statsTick   struct{}
 	// drain stops pulling, waits up to grace for runs to finish, then hands
 	// the rest back; done is closed when no run is left.
 	drain struct {
@@ -97,8 +96,7 @@ func (c *coordinator) Receive(ctx actor.Context) {
 		c.ctx, c.cancel = context.WithCancel(context.Background())
 		s := scheduler.NewTimerScheduler(ctx)
 		c.timers = append(c.timers,
-			s.SendRepeatedly(c.d.Lease/2, c.d.Lease/2, ctx.Self(), &reclaimTick{}),
-			s.SendRepeatedly(0, 5*time.Second, ctx.Self(), &statsTick{}))
+			s.SendRepeatedly(c.d.Lease/2, c.d.Lease/2, ctx.Self(), &reclaimTick{}))
 		c.updateSlots()
 		c.tryPull(ctx)
 	case *pullNow:
@@ -156,9 +154,6 @@ func (c *coordinator) Receive(ctx actor.Context) {
 	case *reclaimTick:
 		c.reclaimDue = true
 		c.tryPull(ctx)
-	case *statsTick:
-		c.bg.Add(1)
-		go func() { defer c.bg.Done(); c.readStats() }()
 	case *actor.Terminated:
 		for id, pid := range c.children {
 			if pid.Equal(msg.Who) {
@@ -271,11 +266,11 @@ func (c *coordinator) redispatch(entries []queue.Entry) {
 			}
 			if err != nil {
 				// Left pending here: reclaimed by another worker after the lease.
-				c.d.Log.Warn("give back a run pulled while draining", "runId", e.RunID.String(), "error", err)
+				c.d.runLog(e.RunID.String(), e.ID).Warn("give back a run pulled while draining", "error", err)
 				continue
 			}
 			c.d.ack(ctx, e, "pulled while draining")
-			c.d.Log.Info("gave back a run pulled while draining", "runId", e.RunID.String(), "worker", c.d.Worker)
+			c.d.runLog(e.RunID.String(), e.ID).Info("gave back a run pulled while draining", "newJobId", id)
 		}
 	}()
 }
@@ -310,28 +305,17 @@ func (c *coordinator) spawnFrom(ctx actor.Context, e queue.Entry, deadOwner stri
 		// Cannot happen while every read goes through tryPull and asks
 		// for at most the free slots; if it did, the entry stays pending
 		// and is reclaimed after the lease.
-		c.d.Log.Error("entry delivered with no free slot; left pending", "runId", id, "entry", e.ID)
+		c.d.runLog(id, e.ID).Error("entry delivered with no free slot; left pending")
 		return
 	}
 	props := actor.PropsFromProducer(newRunActor(c.d, e, deadOwner))
 	pid, err := ctx.SpawnNamed(props, "run-"+id)
 	if err != nil {
-		c.d.Log.Error("spawn run actor", "runId", id, "error", err)
+		c.d.runLog(id, e.ID).Error("spawn run actor", "error", err)
 		return
 	}
 	c.children[id] = pid
 	c.updateSlots()
-}
-
-func (c *coordinator) readStats() {
-	ctx, cancel := context.WithTimeout(c.ctx, 2*time.Second)
-	defer cancel()
-	st, err := c.d.Queue.Stats(ctx)
-	if err != nil {
-		return
-	}
-	c.d.Metrics.QueueDepth.Set(float64(st.Depth))
-	c.d.Metrics.QueueOldestAge.Set(st.OldestAge.Seconds())
 }
 
 // Worker is a running worker node: its actor system and coordinator.

@@ -1,6 +1,14 @@
 package actors
 
-import "github.com/prometheus/client_golang/prometheus"
+import (
+	"context"
+	"log/slog"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/saveaction/runner/queue"
+)
 
 // Metric names, in one place (DESIGN.md, Observability).
 const (
@@ -28,13 +36,12 @@ const (
 	FailureInvalidRecording = "invalid_recording" // the recording or its options could not be replayed
 )
 
-// Metrics are the worker's Prometheus collectors.
+// Metrics are the worker's Prometheus collectors (per node; the queue's are
+// QueueMetrics, exported once for the fleet).
 type Metrics struct {
 	RunsTotal       *prometheus.CounterVec
 	RunDuration     prometheus.Histogram
 	ActionDuration  *prometheus.HistogramVec
-	QueueDepth      prometheus.Gauge
-	QueueOldestAge  prometheus.Gauge
 	RunsActive      prometheus.Gauge
 	WorkerSlots     *prometheus.GaugeVec
 	BrowserLaunches prometheus.Counter
@@ -55,10 +62,6 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Wall time of finished runs.", Buckets: prometheus.ExponentialBuckets(0.1, 2, 14)}),
 		ActionDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: MetricActionDuration,
 			Help: "Time per executed action, by action type.", Buckets: prometheus.ExponentialBuckets(0.002, 2.5, 12)}, []string{"type"}),
-		QueueDepth: prometheus.NewGauge(prometheus.GaugeOpts{Name: MetricQueueDepth,
-			Help: "Entries in the dispatch stream (waiting or in flight)."}),
-		QueueOldestAge: prometheus.NewGauge(prometheus.GaugeOpts{Name: MetricQueueOldestAge,
-			Help: "Age of the oldest entry in the dispatch stream."}),
 		RunsActive: prometheus.NewGauge(prometheus.GaugeOpts{Name: MetricRunsActive,
 			Help: "Runs executing on this worker now."}),
 		WorkerSlots: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: MetricWorkerSlots,
@@ -85,9 +88,61 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		m.RunsTotal.WithLabelValues(s)
 	}
 	if reg != nil {
-		reg.MustRegister(m.RunsTotal, m.RunDuration, m.ActionDuration, m.QueueDepth, m.QueueOldestAge, m.RunsActive,
+		reg.MustRegister(m.RunsTotal, m.RunDuration, m.ActionDuration, m.RunsActive,
 			m.WorkerSlots, m.BrowserLaunches, m.BrowserCrashes, m.ActorRestarts, m.LeasesReclaimed, m.CancelLatency,
 			m.DeadLetters, m.RunFailures)
 	}
 	return m
+}
+
+// queueScrapeTimeout bounds the Redis reads of one scrape of QueueMetrics.
+const queueScrapeTimeout = 2 * time.Second
+
+// QueueMetrics exports saveaction_queue_depth and
+// saveaction_queue_oldest_age_seconds once for the whole fleet: only the
+// node for which Holder answers true exports them, and it reads the stream
+// at scrape time. A node that loses the role exports nothing from its next
+// scrape on (the series goes absent, Prometheus marks it stale) rather than
+// a value frozen when it stopped looking. A Redis that does not answer also
+// leaves the series absent: no value is better than an old one.
+type QueueMetrics struct {
+	queue  *queue.Queue
+	holder func(context.Context) bool
+	log    *slog.Logger
+	depth  *prometheus.Desc
+	age    *prometheus.Desc
+}
+
+// NewQueueMetrics is the fleet's queue gauges, exported while holder(ctx)
+// is true: the maintenance singleton in a cluster, the reconciler's lock
+// holder without one.
+func NewQueueMetrics(q *queue.Queue, holder func(context.Context) bool, log *slog.Logger) *QueueMetrics {
+	return &QueueMetrics{queue: q, holder: holder, log: log,
+		depth: prometheus.NewDesc(MetricQueueDepth,
+			"Entries in the dispatch stream (waiting or in flight), exported by one node of the fleet.", nil, nil),
+		age: prometheus.NewDesc(MetricQueueOldestAge,
+			"Age of the oldest entry in the dispatch stream, exported by one node of the fleet.", nil, nil),
+	}
+}
+
+// Describe implements prometheus.Collector.
+func (m *QueueMetrics) Describe(ch chan<- *prometheus.Desc) {
+	ch <- m.depth
+	ch <- m.age
+}
+
+// Collect implements prometheus.Collector.
+func (m *QueueMetrics) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), queueScrapeTimeout)
+	defer cancel()
+	if !m.holder(ctx) {
+		return
+	}
+	st, err := m.queue.Stats(ctx)
+	if err != nil {
+		m.log.Debug("queue metrics not exported: stream unreadable", "error", err)
+		return
+	}
+	ch <- prometheus.MustNewConstMetric(m.depth, prometheus.GaugeValue, float64(st.Depth))
+	ch <- prometheus.MustNewConstMetric(m.age, prometheus.GaugeValue, st.OldestAge.Seconds())
 }

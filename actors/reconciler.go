@@ -79,6 +79,14 @@ elseif v == ARGV[1] then
 end
 return 0`)
 
+// HoldsLock reports whether this node holds the reconciler's lock now (it
+// is the node that exports the fleet's queue metrics without a cluster).
+// A Redis that does not answer counts as not holding.
+func (r *Reconciler) HoldsLock(ctx context.Context) bool {
+	v, err := r.Redis.Get(ctx, r.LockKey).Result()
+	return err == nil && v == r.Owner
+}
+
 // Once makes one pass, if this node holds (or takes) the lock.
 func (r *Reconciler) Once(ctx context.Context) (Report, error) {
 	var rep Report

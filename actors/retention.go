@@ -195,14 +195,14 @@ func (r *Retention) expireRun(ctx context.Context, run *persistence.Run, dryRun 
 		if err == nil {
 			size = info.Size
 		} else if !errors.Is(err, artifacts.ErrNotFound) {
-			r.Log.Warn("retention: stat artifact", "runId", run.ID.String(), "key", a.Key, "error", err)
+			r.Log.Warn("retention: stat artifact", "worker", r.Owner, "jobId", run.JobID, "runId", run.ID.String(), "key", a.Key, "error", err)
 			rep.Failed++
 			failed = true
 			continue
 		}
 		if !dryRun && err == nil {
 			if err := r.Store.Delete(ctx, a.Key); err != nil {
-				r.Log.Warn("retention: delete artifact", "runId", run.ID.String(), "key", a.Key, "error", err)
+				r.Log.Warn("retention: delete artifact", "worker", r.Owner, "jobId", run.JobID, "runId", run.ID.String(), "key", a.Key, "error", err)
 				rep.Failed++
 				failed = true
 				continue

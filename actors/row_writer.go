@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"log/slog"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -28,6 +29,9 @@ type rowWriter struct {
 
 // ActionStarted implements browser.Observer.
 func (w *rowWriter) ActionStarted(i int, a *recording.Action) {
+	if log := w.a.d.Log; log.Enabled(context.Background(), slog.LevelDebug) {
+		w.log().Debug("action started", "index", i, "action", a.ID, "type", a.Type)
+	}
 	w.a.d.publish(w.run.ID, queue.ActionStarted(w.run.Attempt, i, a.ID, a.Type))
 }
 
@@ -42,11 +46,21 @@ func (w *rowWriter) ActionDone(r browser.ActionResult) {
 	w.a.d.publish(w.run.ID, queue.ActionFinished(queue.ActionFinishedData{Attempt: w.run.Attempt, Index: r.Index,
 		ID: r.ActionID, Type: r.ActionType, Status: r.Status, DurationMs: r.DurationMs,
 		SelectorUsed: r.SelectorUsed, Error: redact(r.Error, w.run.Variables), CompletedAt: eventTime(r.CompletedAt)}))
+	if log := w.a.d.Log; log.Enabled(context.Background(), slog.LevelDebug) {
+		w.log().Debug("action finished", "index", r.Index, "action", r.ActionID, "type", r.ActionType,
+			"status", r.Status, "durationMs", r.DurationMs, "selector", r.SelectorUsed, "error", redact(r.Error, w.run.Variables))
+	}
 	if w.save(r) {
 		w.count++
 		w.sys.Root.Send(w.self, &actionProgress{done: w.count})
 	}
 	w.a.d.signal(Event{Kind: "action", RunID: w.run.ID.String(), Attempt: w.run.Attempt, Status: r.Status, Detail: r.ActionID})
+}
+
+// log is the run's logger. It is built from the attempt this writer
+// serves, not from the actor's fields, which its mailbox owns.
+func (w *rowWriter) log() *slog.Logger {
+	return w.a.d.runLog(w.run.ID.String(), w.a.entry.ID, "attempt", w.run.Attempt)
 }
 
 func (w *rowWriter) save(r browser.ActionResult) bool {
@@ -58,7 +72,7 @@ func (w *rowWriter) save(r browser.ActionResult) bool {
 		return false
 	}
 	if err != nil {
-		w.a.d.Log.Warn("save action result", "runId", w.run.ID.String(), "action", r.ActionID, "error", err)
+		w.log().Warn("save action result", "action", r.ActionID, "error", err)
 		return false
 	}
 	w.saved[r.Index] = true

@@ -88,7 +88,7 @@ func (a *runActor) attempt() int {
 }
 
 func (a *runActor) log() *slog.Logger {
-	return a.d.Log.With("runId", a.entry.RunID.String(), "attempt", a.attempt(), "worker", a.d.Worker)
+	return a.d.runLog(a.entry.RunID.String(), a.entry.ID, "attempt", a.attempt())
 }
 
 // Receive handles the actor's messages.
@@ -172,7 +172,7 @@ func (a *runActor) dbCtx() (context.Context, context.CancelFunc) {
 func (a *runActor) claim(self *actor.PID, lastCrash error) *persistence.Run {
 	d := a.d
 	id := a.entry.RunID
-	log := d.Log.With("runId", id.String(), "worker", d.Worker)
+	log := d.runLog(id.String(), a.entry.ID)
 	ctx, cancel := a.dbCtx()
 	defer cancel()
 	run, err := d.Runs.Get(ctx, id)
@@ -296,7 +296,7 @@ func (a *runActor) runAttempt(ctx context.Context, sys *actor.ActorSystem, self 
 	}
 	done.run = run
 	id := run.ID
-	log := d.Log.With("runId", id.String(), "attempt", run.Attempt, "worker", d.Worker)
+	log := d.runLog(id.String(), a.entry.ID, "attempt", run.Attempt)
 
 	dctx, dcancel := a.dbCtx()
 	data, err := d.Runs.RecordingData(dctx, run)

@@ -36,7 +36,11 @@ func (d *Deps) settle(s settlement) bool {
 	ctx, cancel := context.WithTimeout(context.Background(), dbTimeout)
 	defer cancel()
 	run := s.run
-	log := d.Log.With("runId", run.ID.String(), "attempt", run.Attempt, "worker", d.Worker, "transition", string(s.t))
+	jobID := s.entry.ID
+	if jobID == "" {
+		jobID = run.JobID
+	}
+	log := d.runLog(run.ID.String(), jobID, "attempt", run.Attempt, "transition", string(s.t))
 	status := s.outcome.Status
 	var err error
 	switch s.t {
@@ -153,7 +157,7 @@ func (d *Deps) settle(s settlement) bool {
 // entry is reclaimed and its finished run acked then.
 func (d *Deps) ack(ctx context.Context, e queue.Entry, why string) {
 	if err := d.Queue.Ack(ctx, e.ID); err != nil {
-		d.Log.Warn("ack stream entry", "runId", e.RunID.String(), "entry", e.ID, "why", why, "error", err)
+		d.runLog(e.RunID.String(), e.ID).Warn("ack stream entry", "why", why, "error", err)
 	}
 }
 

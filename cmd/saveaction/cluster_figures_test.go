@@ -44,7 +44,7 @@ func leftAt(procs []*proc, member string, after time.Time) (time.Time, bool) {
 				continue
 			}
 			var l struct {
-				Time time.Time `json:"time"`
+				Time time.Time `json:"timestamp"`
 			}
 			if json.Unmarshal([]byte(line), &l) == nil && l.Time.After(after) && (first.IsZero() || l.Time.Before(first)) {
 				first = l.Time

@@ -121,8 +121,8 @@ func nodeConfig(name string, args []string, overrides map[string]string) (*Confi
 		return nil, nil, err
 	}
 	log := newLogger(cfg, os.Stderr)
-	if name == "worker" {
-		log = log.With("worker", cfg.WorkerName)
+	if name == "worker" || name == "dev" {
+		log = slog.New(withDefaultAttr(log.Handler(), slog.String("worker", cfg.WorkerName)))
 	}
 	redis.SetLogger(redisLogger{log: log})
 	return cfg, log, nil
@@ -180,12 +180,18 @@ func workerCmd(ctx context.Context, args []string) error {
 	// no survivor takes them over while they still run here.
 	svcs := []service.Service{remoteService(sys, cfg, log)}
 	var ownAddrs func() []string
+	// The queue's gauges are the fleet's, exported by one node: the
+	// maintenance singleton, or without a cluster the reconciler's lock
+	// holder.
+	rec := newReconciler(b, m)
+	holder := rec.HoldsLock
 	if cfg.Cluster.Enabled() {
-		rec := newReconciler(b, m)
 		node, membership := clusterService(cfg, sys, log, &worker, rec.Run)
+		holder = func(context.Context) bool { return node.MaintenanceHere() }
 		svcs = append(svcs, membership)
 		ownAddrs = func() []string { return []string{node.System().Address()} }
 	}
+	reg.MustRegister(actors.NewQueueMetrics(b.queue, holder, log))
 	if cfg.MetricsPort != 0 {
 		svcs = append(svcs, metricsServer(cfg, reg, log))
 	}
@@ -229,6 +235,7 @@ func devCmd(ctx context.Context, args []string, stdout io.Writer) error {
 	sys := actors.NewSystem(log)
 	reg := newRegistry()
 	m := actors.NewMetrics(reg)
+	reg.MustRegister(actors.NewQueueMetrics(b.queue, newReconciler(b, m).HoldsLock, log))
 	var worker atomic.Pointer[actors.Worker]
 	httpAPI, err := apiServer(b, &actors.Canceller{System: sys, Runs: b.runs}, reg, localFleet{worker: worker.Load})
 	if err != nil {

@@ -33,7 +33,7 @@ func withoutEnv(env []string, keys ...string) []string {
 	return out
 }
 
-// logLine waits for the first JSON log line of p whose msg is msg and
+// logLine waits for the first JSON log line of p whose message is msg and
 // returns it, failing if p exits first or nothing comes within the deadline.
 func logLine(t *testing.T, p *proc, msg string, within time.Duration) map[string]any {
 	t.Helper()
@@ -41,7 +41,7 @@ func logLine(t *testing.T, p *proc, msg string, within time.Duration) map[string
 	for {
 		for _, line := range strings.Split(p.logs.String(), "\n") {
 			var m map[string]any
-			if json.Unmarshal([]byte(line), &m) == nil && m["msg"] == msg {
+			if json.Unmarshal([]byte(line), &m) == nil && m["message"] == msg {
 				return m
 			}
 		}

@@ -120,7 +120,7 @@ func TestServiceRunsAreFenced(t *testing.T) {
 		}
 	}
 	// The worker said at start what it blocks.
-	if !strings.Contains(n.logs.String(), `"msg":"run policy"`) {
+	if !strings.Contains(n.logs.String(), `"message":"run policy"`) {
 		t.Errorf("no run policy line in the logs")
 	}
 

@@ -41,7 +41,7 @@ import (
 )
 
 func newLogger(cfg *Config, w io.Writer) *slog.Logger {
-	opts := &slog.HandlerOptions{Level: cfg.LogLevel}
+	opts := &slog.HandlerOptions{Level: cfg.LogLevel, ReplaceAttr: seedLogKeys}
 	format := cfg.LogFormat
 	if format == "" {
 		format = "json"
