@@ -12,7 +12,7 @@ STATICCHECK         ?= $(CURDIR)/bin/tools/staticcheck
 # package that imports it) is tested without -race; every other package with.
 RACE_PKGS = $$($(GO) list ./... | grep -v '/runner/cluster$$')
 
-.PHONY: all build deps run test bench proto lint tools clean
+.PHONY: all build deps run test bench bench-go proto lint tools clean
 
 all: build
 
@@ -43,8 +43,13 @@ test: deps
 	$(GO) test -race -count=1 -p 1 -timeout 25m $(RACE_PKGS)
 	$(GO) test -count=1 -timeout 5m ./cluster/
 
-## bench: benchmarks (replay per action, browser start-up, API endpoints)
+## bench: the API against a bare floor (wrk), a run's start-up and throughput, side by side; writes BENCHMARKS.md.
+## BENCH_FLAGS e.g. "-before /path/to/main/saveaction -reps 3" (go run ./internal/bench -h lists them)
 bench:
+	$(GO) run ./internal/bench $(BENCH_FLAGS)
+
+## bench-go: the go test benchmarks (replay per action, browser start-up, API endpoints in process)
+bench-go:
 	$(GO) test -run '^$$' -bench . -benchmem -timeout 30m ./browser/ ./http/ ./actors/
 
 ## proto: regenerate the protobuf messages that cross actor nodes
