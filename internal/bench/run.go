@@ -349,4 +349,3 @@ func benchThroughput(ctx context.Context, c *config) (*tputResult, error) {
 	}
 	return res, nil
 }
-
