@@ -103,11 +103,7 @@ func (s *server) getRun(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	run, err := persistence.GetUserRun(c.UserContext(), s.db, principalOf(c).UserID, id)
-	if err != nil {
-		return err
-	}
-	rows, err := persistence.ListRunActions(c.UserContext(), s.db, id)
+	run, rows, err := persistence.GetUserRunHealth(c.UserContext(), s.db, principalOf(c).UserID, id)
 	if err != nil {
 		return err
 	}
@@ -144,11 +140,7 @@ func (s *server) listRunActions(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	ctx := c.UserContext()
-	if _, err := persistence.GetUserRun(ctx, s.db, principalOf(c).UserID, id); err != nil {
-		return err
-	}
-	rows, err := persistence.ListRunActions(ctx, s.db, id)
+	rows, err := persistence.ListUserRunActions(c.UserContext(), s.db, principalOf(c).UserID, id)
 	if err != nil {
 		return err
 	}
