@@ -137,6 +137,7 @@ type server struct {
 	linkSecret []byte
 	fleet      Fleet
 	tokens     *tokenCache // nil: no cache
+	estimates  estimateCache
 	// limiterOffUntil (unix ns) pauses the shared (Redis) rate limiting
 	// after a Redis failure; local counts in the meantime.
 	limiterOffUntil atomic.Int64

@@ -159,3 +159,36 @@ func followTokenInvalidations(life context.Context, rdb redis.UniversalClient, c
 		}
 	}
 }
+
+// estimateTTL is how long an estimated total of a run list is reused.
+const estimateTTL = 5 * time.Second
+
+// estimateCache keeps estimated list totals for estimateTTL.
+type estimateCache struct {
+	mu sync.Mutex
+	m  map[string]estimate
+}
+
+type estimate struct {
+	n     int
+	until time.Time
+}
+
+func (c *estimateCache) get(key string, now time.Time) (int, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, ok := c.m[key]
+	if !ok || !now.Before(e.until) {
+		return 0, false
+	}
+	return e.n, true
+}
+
+func (c *estimateCache) put(key string, n int, now time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.m == nil || len(c.m) >= tokenCacheMax {
+		c.m = map[string]estimate{}
+	}
+	c.m[key] = estimate{n: n, until: now.Add(estimateTTL)}
+}

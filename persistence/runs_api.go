@@ -366,7 +366,7 @@ type RunCursor struct {
 var ErrBadCursor = errors.New("cursor does not belong to this list's order")
 
 // ListRunsPage returns up to q.Limit runs after cursor (nil: from the
-// first), without counting, and the cursor of the next page (nil on the
+// first, skipping q.Offset), without counting, and the cursor of the next page (nil on the
 // last). It reads by the index of the order from the cursor on, so a page
 // deep in a long list costs what the first does.
 func ListRunsPage(ctx context.Context, db bun.IDB, q RunQuery, after *RunCursor) ([]Run, *RunCursor, error) {
@@ -395,6 +395,9 @@ func ListRunsPage(ctx context.Context, db bun.IDB, q RunQuery, after *RunCursor)
 		default:
 			sel = sel.Where("(?, id) "+op+" (?::"+o.cast+", ?)", bun.Ident(o.col), *after.Value, after.ID)
 		}
+	}
+	if after == nil && q.Offset > 0 {
+		sel = sel.Offset(int64(q.Offset))
 	}
 	if err := sel.OrderExpr(o.order()).Limit(int64(q.Limit) + 1).Scan(ctx); err != nil {
 		return nil, nil, fmt.Errorf("list runs: %w", err)
