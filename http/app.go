@@ -141,6 +141,7 @@ type server struct {
 	// limiterOffUntil (unix ns) pauses the shared (Redis) rate limiting
 	// after a Redis failure; local counts in the meantime.
 	limiterOffUntil atomic.Int64
+	shared          sharedCounts
 	local           localLimiter
 }
 

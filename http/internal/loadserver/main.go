@@ -49,6 +49,7 @@ func run() error {
 	nRuns := flag.Int("runs", 100_000, "runs to seed for the user")
 	fixture := flag.String("recording", "http/testdata/login.json", "recording to upload")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the serving time to this file")
+	logFile := flag.String("log", "", "write the JSON access log to this file (default: formatted, then dropped)")
 	flag.Parse()
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -80,10 +81,19 @@ func run() error {
 	if err != nil {
 		return err
 	}
+	var logOut io.Writer = io.Discard
+	if *logFile != "" {
+		f, err := os.Create(*logFile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		logOut = f
+	}
 	app, err := apihttp.New(apihttp.Config{
 		DB: db, Dispatcher: queue.New(rdb, prefix), Redis: rdb, RedisPrefix: prefix,
 		// Access logs are formatted as in production, then dropped.
-		Logger:   slog.New(slog.NewJSONHandler(io.Discard, nil)),
+		Logger:   slog.New(slog.NewJSONHandler(logOut, nil)),
 		Registry: prometheus.NewRegistry(), Version: "load", RateLimitPerMinute: 1 << 30,
 	})
 	if err != nil {
