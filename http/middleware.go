@@ -210,7 +210,7 @@ func (s *server) authenticate(c *fiber.Ctx) (*principal, error) {
 	}
 	p := &principal{UserID: t.UserID, TokenID: t.ID, Scopes: t.Scopes}
 	if s.tokens != nil {
-		s.tokens.put(key, p, t.ExpiresAt, now, gen)
+		s.tokens.put(key, p, t.ExpiresAt, gen)
 	}
 	return p, nil
 }

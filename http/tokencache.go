@@ -40,21 +40,23 @@ type tokenCache struct {
 }
 
 type tokenEntry struct {
-	p     *principal
-	until time.Time
+	p       *principal
+	until   time.Time  // by the real clock: fetched + TTL
+	expires *time.Time // the token's own expiry, by the API's clock
 }
 
 func newTokenCache(ttl time.Duration) *tokenCache {
 	return &tokenCache{ttl: ttl, m: map[[sha256.Size]byte]tokenEntry{}}
 }
 
-// get returns the cached principal of the token whose hash is key, and the
+// get returns the cached principal of the token whose hash is key, unless
+// its TTL ran out or the token expired at now (the API's clock), and the
 // generation to hand to put on a miss.
 func (c *tokenCache) get(key [sha256.Size]byte, now time.Time) (*principal, uint64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	e, ok := c.m[key]
-	if ok && now.Before(e.until) {
+	if ok && time.Now().Before(e.until) && (e.expires == nil || now.Before(*e.expires)) {
 		return e.p, c.gen
 	}
 	if ok {
@@ -63,13 +65,10 @@ func (c *tokenCache) get(key [sha256.Size]byte, now time.Time) (*principal, uint
 	return nil, c.gen
 }
 
-// put stores p until now+TTL (or the token's expiry, if sooner), unless an
-// invalidation happened since gen was read.
-func (c *tokenCache) put(key [sha256.Size]byte, p *principal, expires *time.Time, now time.Time, gen uint64) {
-	until := now.Add(c.ttl)
-	if expires != nil && expires.Before(until) {
-		until = *expires
-	}
+// put stores p for the TTL (and no longer than the token's expiry), unless
+// an invalidation happened since gen was read.
+func (c *tokenCache) put(key [sha256.Size]byte, p *principal, expires *time.Time, gen uint64) {
+	until := time.Now().Add(c.ttl)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if gen != c.gen {
@@ -78,7 +77,7 @@ func (c *tokenCache) put(key [sha256.Size]byte, p *principal, expires *time.Time
 	if len(c.m) >= tokenCacheMax {
 		clear(c.m)
 	}
-	c.m[key] = tokenEntry{p: p, until: until}
+	c.m[key] = tokenEntry{p: p, until: until, expires: expires}
 }
 
 // invalidate drops the token id.
