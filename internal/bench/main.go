@@ -122,8 +122,17 @@ func run() error {
 	rep.finished = time.Now().UTC()
 	text := rep.markdown()
 	fmt.Print(text)
+	// Hand-written notes below the marker survive a new run.
+	if old, err := os.ReadFile(c.out); err == nil {
+		if i := strings.Index(string(old), notesMarker); i >= 0 {
+			text += "\n" + string(old[i:])
+		}
+	}
 	return os.WriteFile(c.out, []byte(text), 0o644)
 }
+
+// notesMarker starts the hand-written part of the report.
+const notesMarker = "<!-- notes: kept by make bench -->"
 
 func goBuild(ctx context.Context, out, pkg string) error {
 	cmd := exec.CommandContext(ctx, "go", "build", "-o", out, pkg)
