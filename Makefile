@@ -12,7 +12,7 @@ STATICCHECK         ?= $(CURDIR)/bin/tools/staticcheck
 # package that imports it) is tested without -race; every other package with.
 RACE_PKGS = $$($(GO) list ./... | grep -v '/runner/cluster$$')
 
-.PHONY: all build deps run test deploy-test bench proto lint tools clean
+.PHONY: all build deps run test deploy-test bench bench-go proto lint tools clean
 
 all: build
 
@@ -47,8 +47,13 @@ test: deps
 deploy-test:
 	timeout --kill-after=60 3000 deploy/docker/deploy-test.sh
 
-## bench: benchmarks (replay per action, browser start-up, API endpoints)
+## bench: the API against a bare floor (wrk), a run's start-up and throughput, side by side; writes BENCHMARKS.md.
+## BENCH_FLAGS e.g. "-before /path/to/main/saveaction -reps 3" (go run ./internal/bench -h lists them)
 bench:
+	$(GO) run ./internal/bench $(BENCH_FLAGS)
+
+## bench-go: the go test benchmarks (replay per action, browser start-up, API endpoints in process)
+bench-go:
 	$(GO) test -run '^$$' -bench . -benchmem -timeout 30m ./browser/ ./http/ ./actors/
 
 ## proto: regenerate the protobuf messages that cross actor nodes

@@ -58,7 +58,14 @@ type pooled struct {
 	runs    int
 	active  int
 	retired bool
+	// rssAt is when the process group's RSS was last read (zero: never).
+	rssAt time.Time
 }
+
+// rssEvery spaces the RSS checks of a shared browser: reading it walks
+// /proc (every process of the host), which costs milliseconds on a busy
+// host, too much for every run's start.
+const rssEvery = 5 * time.Second
 
 // NewPool returns an empty pool; processes start on first use.
 func NewPool(cfg PoolConfig) *Pool {
@@ -144,7 +151,11 @@ func (p *Pool) due(c *pooled) bool {
 	if !c.b.Alive() || c.runs >= p.cfg.MaxRuns || time.Since(c.born) > p.cfg.MaxAge {
 		return true
 	}
-	return p.cfg.MaxRSSBytes > 0 && GroupRSS(c.b.PID()) > p.cfg.MaxRSSBytes
+	if p.cfg.MaxRSSBytes <= 0 || (!c.rssAt.IsZero() && time.Since(c.rssAt) < rssEvery) {
+		return false
+	}
+	c.rssAt = time.Now()
+	return GroupRSS(c.b.PID()) > p.cfg.MaxRSSBytes
 }
 
 func (p *Pool) launch(ctx context.Context) (*browser.Browser, error) {

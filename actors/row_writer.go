@@ -16,16 +16,28 @@ import (
 
 // rowWriter writes each action's row as soon as the action completes, so a
 // client polling /actions sees progress and a dead worker leaves its
-// finished actions behind.
+// finished actions behind. The writes run on a goroutine of their own, in
+// order, so the replay goes on to the next action while the row is
+// written; outcome waits for them, so a finished run still has every row
+// (a row whose write failed goes with the final write).
 type rowWriter struct {
 	a      *runActor
 	run    *persistence.Run
 	cancel context.CancelCauseFunc
 	sys    *actor.ActorSystem
 	self   *actor.PID
-	saved  map[int]bool
-	count  int
+	// Owned by the writing goroutine until drain returns.
+	saved map[int]bool
+	count int
+
+	rows    chan browser.ActionResult
+	written chan struct{}
+	drained bool
 }
+
+// rowQueue is how many finished actions may wait for their row write
+// before the replay waits for the writer.
+const rowQueue = 64
 
 // ActionStarted implements browser.Observer.
 func (w *rowWriter) ActionStarted(i int, a *recording.Action) {
@@ -37,9 +49,6 @@ func (w *rowWriter) ActionStarted(i int, a *recording.Action) {
 
 // ActionDone implements browser.Observer.
 func (w *rowWriter) ActionDone(r browser.ActionResult) {
-	if w.saved == nil {
-		w.saved = map[int]bool{}
-	}
 	if r.Status != persistence.ActionSkipped {
 		w.a.d.Metrics.ActionDuration.WithLabelValues(r.ActionType).Observe(float64(r.DurationMs) / 1000)
 	}
@@ -50,11 +59,40 @@ func (w *rowWriter) ActionDone(r browser.ActionResult) {
 		w.log().Debug("action finished", "index", r.Index, "action", r.ActionID, "type", r.ActionType,
 			"status", r.Status, "durationMs", r.DurationMs, "selector", r.SelectorUsed, "error", redact(r.Error, w.run.Variables))
 	}
-	if w.save(r) {
-		w.count++
-		w.sys.Root.Send(w.self, &actionProgress{done: w.count})
+	if w.drained {
+		return // the replay is over; outcome carries any row not written
 	}
-	w.a.d.signal(Event{Kind: "action", RunID: w.run.ID.String(), Attempt: w.run.Attempt, Status: r.Status, Detail: r.ActionID})
+	if w.rows == nil {
+		w.rows, w.written = make(chan browser.ActionResult, rowQueue), make(chan struct{})
+		go w.write()
+	}
+	w.rows <- r
+}
+
+// write saves the queued rows in order until drain.
+func (w *rowWriter) write() {
+	defer close(w.written)
+	for r := range w.rows {
+		if w.save(r) {
+			w.count++
+			w.sys.Root.Send(w.self, &actionProgress{done: w.count})
+		}
+		w.a.d.signal(Event{Kind: "action", RunID: w.run.ID.String(), Attempt: w.run.Attempt, Status: r.Status, Detail: r.ActionID})
+	}
+}
+
+// drain waits for every queued row write. Called once the replay returned
+// (the observer is not called after), before outcome and on every way out
+// of the attempt.
+func (w *rowWriter) drain() {
+	if w.drained {
+		return
+	}
+	w.drained = true
+	if w.rows != nil {
+		close(w.rows)
+		<-w.written
+	}
 }
 
 // log is the run's logger. It is built from the attempt this writer
@@ -64,6 +102,9 @@ func (w *rowWriter) log() *slog.Logger {
 }
 
 func (w *rowWriter) save(r browser.ActionResult) bool {
+	if w.saved == nil {
+		w.saved = map[int]bool{}
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), dbTimeout)
 	defer cancel()
 	err := w.a.d.Runs.SaveAction(ctx, w.run.ID, w.run.Attempt, toRow(r))
@@ -82,6 +123,7 @@ func (w *rowWriter) save(r browser.ActionResult) bool {
 // outcome is the attempt's result for Finish, carrying the rows whose own
 // write failed or never happened so they are written with it.
 func (w *rowWriter) outcome(res *browser.Result, status persistence.Status) persistence.Outcome {
+	w.drain()
 	o := persistence.Outcome{
 		Status:        status,
 		DurationMs:    res.DurationMs,

@@ -178,9 +178,12 @@ func (a *runActor) claim(self *actor.PID, lastCrash error) *persistence.Run {
 	run, err := d.Runs.Get(ctx, id)
 	// The API queues a run inside the transaction that writes it, so an
 	// entry can arrive a moment before its row is visible: look again
-	// briefly before calling the entry an orphan.
+	// briefly before calling the entry an orphan. The commit is usually a
+	// millisecond or two behind the entry: look again soon, then less often.
+	pause := time.Millisecond
 	for wait := time.Now().Add(missingRunGrace); errors.Is(err, persistence.ErrRunNotFound) && time.Now().Before(wait); {
-		time.Sleep(25 * time.Millisecond)
+		time.Sleep(pause)
+		pause = min(2*pause, 25*time.Millisecond)
 		run, err = d.Runs.Get(ctx, id)
 	}
 	if errors.Is(err, persistence.ErrRunNotFound) {
@@ -348,6 +351,7 @@ func (a *runActor) runAttempt(ctx context.Context, sys *actor.ActorSystem, self 
 	}
 	var res *browser.Result
 	obs := &rowWriter{a: a, run: run, cancel: cancel, sys: sys, self: self}
+	defer obs.drain()
 	if h != nil && opts.Isolation == IsolationBrowser {
 		// A run that owns its browser is cancelled by killing the process
 		// group at once, not by waiting for the browser to wind down.

@@ -106,6 +106,12 @@ type Config struct {
 	// Fleet reaches the worker nodes (GET /workers, drain, resume). Nil
 	// means this node sees none.
 	Fleet Fleet
+	// TokenCacheTTL is how long an authenticated token is trusted without
+	// asking PostgreSQL again (0: DefaultTokenCacheTTL; negative: no
+	// cache). Revocations through the API reach every node at once over
+	// Redis pub/sub while Lifetime is set and Redis is up; the TTL bounds
+	// the rest.
+	TokenCacheTTL time.Duration
 }
 
 // server is the state the handlers share; it is built once by New and
@@ -130,9 +136,12 @@ type server struct {
 	artifacts  artifacts.Store
 	linkSecret []byte
 	fleet      Fleet
+	tokens     *tokenCache // nil: no cache
+	estimates  estimateCache
 	// limiterOffUntil (unix ns) pauses the shared (Redis) rate limiting
 	// after a Redis failure; local counts in the meantime.
 	limiterOffUntil atomic.Int64
+	shared          sharedCounts
 	local           localLimiter
 }
 
@@ -197,6 +206,15 @@ func New(cfg Config) (*fiber.App, error) {
 			life = context.Background()
 		}
 		s.hubs = newHubs(life, cfg.Events, s.log)
+	}
+	if ttl := cfg.TokenCacheTTL; ttl >= 0 {
+		if ttl == 0 {
+			ttl = DefaultTokenCacheTTL
+		}
+		s.tokens = newTokenCache(ttl)
+		if s.redis != nil && cfg.Lifetime != nil {
+			go followTokenInvalidations(cfg.Lifetime, s.redis, s.prefix+tokenInvalidateChannel, s.tokens, s.log)
+		}
 	}
 	m, err := newMetrics(s.registry)
 	if err != nil {

@@ -110,6 +110,8 @@ func apiErrorOf(err error) (ae *apiError, internal bool) {
 		return newAPIError(fiber.StatusNotFound, CodeRecordingNotFound, "recording not found"), false
 	case errors.Is(err, persistence.ErrRunNotFound):
 		return newAPIError(fiber.StatusNotFound, CodeRunNotFound, "run not found"), false
+	case errors.Is(err, persistence.ErrBadCursor):
+		return invalid(problem{Path: "cursor", Message: "was made for another sortBy or sortOrder"}), false
 	case errors.Is(err, persistence.ErrTokenNotFound):
 		return newAPIError(fiber.StatusNotFound, CodeTokenNotFound, "token not found"), false
 	case errors.Is(err, persistence.ErrTokenInvalid):

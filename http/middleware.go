@@ -2,6 +2,7 @@ package http
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"log/slog"
 	"mime"
@@ -190,14 +191,28 @@ func (s *server) authenticate(c *fiber.Ctx) (*principal, error) {
 	if !persistence.WellFormedToken(tok) {
 		return nil, errUnauthorized("malformed token: expected sa_live_ followed by 64 hex digits")
 	}
-	t, err := persistence.AuthenticateToken(c.UserContext(), s.db, tok, s.now())
+	var key [sha256.Size]byte
+	var gen uint64
+	now := s.now()
+	if s.tokens != nil {
+		key = sha256.Sum256([]byte(tok))
+		var p *principal
+		if p, gen = s.tokens.get(key, now); p != nil {
+			return p, nil
+		}
+	}
+	t, err := persistence.AuthenticateToken(c.UserContext(), s.db, tok, now)
 	if errors.Is(err, persistence.ErrTokenInvalid) {
 		return nil, errUnauthorized("unknown, revoked or expired token")
 	}
 	if err != nil {
 		return nil, err
 	}
-	return &principal{UserID: t.UserID, TokenID: t.ID, Scopes: t.Scopes}, nil
+	p := &principal{UserID: t.UserID, TokenID: t.ID, Scopes: t.Scopes}
+	if s.tokens != nil {
+		s.tokens.put(key, p, t.ExpiresAt, gen)
+	}
+	return p, nil
 }
 
 // checkJSONBody answers 415 to a request whose non-empty body is not

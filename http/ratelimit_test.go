@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -89,5 +90,41 @@ func TestRateLimitFallsBackToLocalCounting(t *testing.T) {
 	// After one failure the limiter backs off instead of paying the timeout on every request.
 	if n := strings.Count(logs, "rate limiter cannot reach Redis"); n != 1 {
 		t.Fatalf("logged %d times, want once", n)
+	}
+}
+
+// TestRateLimitBatchedAcrossApps spends a large budget through two apps
+// (two API nodes) sharing Redis, fast enough that most requests are counted
+// locally and sent in batches: together they still grant exactly the limit.
+func TestRateLimitBatchedAcrossApps(t *testing.T) {
+	t.Parallel()
+	const limit = 1000
+	now := time.Date(2026, 1, 31, 7, 17, 20, 0, time.UTC) // one window for the whole test
+	h := newHarness(t, func(c *Config) { c.RateLimitPerMinute = limit; c.Now = func() time.Time { return now } })
+	cfg2 := h.cfg
+	cfg2.Registry = prometheus.NewRegistry()
+	app2, err := New(cfg2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h2 := *h
+	h2.app = app2
+	ok, limited := 0, 0
+	for i := range limit + 50 {
+		hh := h
+		if i%3 == 0 {
+			hh = &h2
+		}
+		switch st := hh.do("GET", "/api/v1/runs/"+uuid.NewString(), nil).Status; st {
+		case 404:
+			ok++
+		case 429:
+			limited++
+		default:
+			t.Fatalf("request %d: %d", i, st)
+		}
+	}
+	if ok != limit || limited != 50 {
+		t.Fatalf("granted %d, refused %d; limit %d", ok, limited, limit)
 	}
 }

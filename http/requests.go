@@ -2,7 +2,9 @@ package http
 
 import (
 	"bytes"
+	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/url"
 	"slices"
@@ -299,6 +301,11 @@ type runListQuery struct {
 	TriggeredBy string
 	SortBy      string
 	Asc         bool
+	// Cursor continues a list where the page that gave it ended (keyset).
+	Cursor *persistence.RunCursor
+	// ExactTotal asks for an exact count (total=exact) instead of an
+	// estimate past runTotalExactUpTo runs.
+	ExactTotal bool
 }
 
 // parseRunListQuery checks the query of GET /api/v1/runs. Unknown
@@ -335,7 +342,66 @@ func parseRunListQuery(q url.Values) (runListQuery, problems) {
 		}
 	}
 	r.SortBy, r.Asc = parseSort(q, persistence.RunSortKeys(), &ps)
+	if v, ok := queryValue(q, "cursor"); ok && v != "" {
+		c, err := decodeRunCursor(v)
+		switch {
+		case err != nil:
+			ps.add("cursor", "is not a cursor of this list (use pagination.nextCursor as given)")
+		case c.SortBy != r.SortBy && !(c.SortBy == "" && r.SortBy == persistence.RunSortCreatedAt) || c.Asc != r.Asc:
+			ps.add("cursor", "was made for another sortBy or sortOrder")
+		default:
+			r.Cursor = c
+		}
+	}
+	if v, ok := queryValue(q, "total"); ok {
+		switch v {
+		case "exact":
+			r.ExactTotal = true
+		case "estimate", "":
+		default:
+			ps.add("total", "must be exact or estimate")
+		}
+	}
 	return r, ps
+}
+
+// maxCursorLen bounds a cursor parameter before it is decoded.
+const maxCursorLen = 512
+
+func encodeRunCursor(c *persistence.RunCursor) string {
+	b, _ := json.Marshal(c)
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+func decodeRunCursor(s string) (*persistence.RunCursor, error) {
+	if len(s) > maxCursorLen {
+		return nil, errors.New("cursor too long")
+	}
+	b, err := base64.RawURLEncoding.DecodeString(s)
+	if err != nil {
+		return nil, err
+	}
+	c := new(persistence.RunCursor)
+	if err := json.Unmarshal(b, c); err != nil {
+		return nil, err
+	}
+	if c.ID == uuid.Nil || !slices.Contains(persistence.RunSortKeys(), c.SortBy) && c.SortBy != "" {
+		return nil, errors.New("not a cursor")
+	}
+	nullable := c.SortBy == persistence.RunSortStartedAt || c.SortBy == persistence.RunSortCompletedAt
+	if c.Value == nil && !nullable {
+		return nil, errors.New("not a cursor")
+	}
+	if c.Value != nil {
+		if c.SortBy == persistence.RunSortStatus {
+			if !slices.Contains(runStatuses(), *c.Value) {
+				return nil, errors.New("not a cursor")
+			}
+		} else if _, err := time.Parse(time.RFC3339Nano, *c.Value); err != nil {
+			return nil, err
+		}
+	}
+	return c, nil
 }
 
 // recordingListQuery is a valid query of GET /api/v1/recordings.

@@ -38,6 +38,10 @@ type pagination struct {
 	TotalPages  int  `json:"totalPages"`
 	HasNext     bool `json:"hasNext"`
 	HasPrevious bool `json:"hasPrevious"`
+	// Lists read by keyset (runs) say whether Total is exact, and give the
+	// cursor of the next page while there is one.
+	TotalExact *bool  `json:"totalExact,omitempty"`
+	NextCursor string `json:"nextCursor,omitempty"`
 }
 
 func newPagination(page, limit, total int) pagination {

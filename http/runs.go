@@ -103,11 +103,7 @@ func (s *server) getRun(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	run, err := persistence.GetUserRun(c.UserContext(), s.db, principalOf(c).UserID, id)
-	if err != nil {
-		return err
-	}
-	rows, err := persistence.ListRunActions(c.UserContext(), s.db, id)
+	run, rows, err := persistence.GetUserRunHealth(c.UserContext(), s.db, principalOf(c).UserID, id)
 	if err != nil {
 		return err
 	}
@@ -116,17 +112,31 @@ func (s *server) getRun(c *fiber.Ctx) error {
 	return respond(c, fiber.StatusOK, v)
 }
 
-// listRuns answers GET /api/v1/runs.
+// runTotalExactUpTo is how many runs GET /runs counts exactly before it
+// answers the planner's estimate (unless total=exact).
+const runTotalExactUpTo = 1000
+
+// listRuns answers GET /api/v1/runs: a page read by keyset (the first, the
+// page-th by offset, or the one after cursor), and a total that is exact up
+// to runTotalExactUpTo runs or when total=exact is asked, an estimate
+// beyond (counting 100k rows on every request would cost more than the
+// page itself).
 func (s *server) listRuns(c *fiber.Ctx) error {
 	q, ps := parseRunListQuery(queryValues(c))
 	if len(ps) > 0 {
 		return invalid(ps...)
 	}
-	runs, total, err := persistence.ListRuns(c.UserContext(), s.db, persistence.RunQuery{
+	ctx := c.UserContext()
+	rq := persistence.RunQuery{
 		UserID: principalOf(c).UserID, Limit: q.Limit, Offset: q.offset(),
 		Statuses: q.Statuses, RecordingID: q.RecordingID, Browser: q.Browser, TriggeredBy: q.TriggeredBy,
 		SortBy: q.SortBy, Asc: q.Asc,
-	})
+	}
+	runs, next, err := persistence.ListRunsPage(ctx, s.db, rq, q.Cursor)
+	if err != nil {
+		return err
+	}
+	total, exact, err := s.countRuns(ctx, rq, q.ExactTotal)
 	if err != nil {
 		return err
 	}
@@ -134,7 +144,35 @@ func (s *server) listRuns(c *fiber.Ctx) error {
 	for i := range runs {
 		out[i] = newRunView(&runs[i])
 	}
-	return respondList(c, out, newPagination(q.Page, q.Limit, total))
+	p := newPagination(q.Page, q.Limit, total)
+	p.HasNext = next != nil
+	p.HasPrevious = q.Page > 1 || q.Cursor != nil
+	p.TotalExact = &exact
+	if next != nil {
+		p.NextCursor = encodeRunCursor(next)
+	}
+	return respondList(c, out, p)
+}
+
+// countRuns counts q's runs, exactly when asked or when few; an estimate
+// is kept for a few seconds per filter, since a client paging a long list
+// asks for the same one again and again.
+func (s *server) countRuns(ctx context.Context, q persistence.RunQuery, exact bool) (int, bool, error) {
+	key := ""
+	if !exact {
+		key = fmt.Sprintf("%s|%v|%v|%s|%s", q.UserID, q.Statuses, q.RecordingID, q.Browser, q.TriggeredBy)
+		if n, ok := s.estimates.get(key, time.Now()); ok {
+			return n, false, nil
+		}
+	}
+	n, isExact, err := persistence.CountRuns(ctx, s.db, q, exact, runTotalExactUpTo)
+	if err != nil {
+		return 0, false, err
+	}
+	if !isExact {
+		s.estimates.put(key, n, time.Now())
+	}
+	return n, isExact, nil
 }
 
 // listRunActions answers GET /api/v1/runs/:id/actions: every action of the
@@ -144,11 +182,7 @@ func (s *server) listRunActions(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	ctx := c.UserContext()
-	if _, err := persistence.GetUserRun(ctx, s.db, principalOf(c).UserID, id); err != nil {
-		return err
-	}
-	rows, err := persistence.ListRunActions(ctx, s.db, id)
+	rows, err := persistence.ListUserRunActions(c.UserContext(), s.db, principalOf(c).UserID, id)
 	if err != nil {
 		return err
 	}

@@ -70,6 +70,7 @@ func (s *server) revokeToken(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
+	s.tokenChanged(c.UserContext(), id)
 	return respond(c, fiber.StatusOK, newTokenView(tok))
 }
 
@@ -82,5 +83,6 @@ func (s *server) deleteToken(c *fiber.Ctx) error {
 	if err := persistence.DeleteToken(c.UserContext(), s.db, principalOf(c).UserID, id); err != nil {
 		return err
 	}
+	s.tokenChanged(c.UserContext(), id)
 	return respond(c, fiber.StatusOK, fiber.Map{"id": id.String(), "deletedAt": fmtTime(s.now())})
 }

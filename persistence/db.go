@@ -28,7 +28,7 @@ func Open(ctx context.Context, dsn string) (*bun.DB, error) {
 	}
 	sqldb := stdlib.OpenDB(*cfg)
 	sqldb.SetMaxOpenConns(20)
-	sqldb.SetMaxIdleConns(10)
+	sqldb.SetMaxIdleConns(20) // as many as open: a busy API would otherwise close and redial connections
 	sqldb.SetConnMaxIdleTime(5 * time.Minute)
 	db := bun.NewDB(sqldb, pgdialect.New())
 	pingCtx, cancel := context.WithTimeout(ctx, 5*time.Second)

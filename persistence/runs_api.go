@@ -171,6 +171,48 @@ func GetUserRun(ctx context.Context, db bun.IDB, userID, id uuid.UUID) (*Run, er
 	return run, nil
 }
 
+// runWithHealth is a run read with its rows' selector health in the same
+// statement.
+type runWithHealth struct {
+	Run    `bun:",extend"`
+	Health json.RawMessage `bun:"health,scanonly"`
+}
+
+// GetUserRunHealth loads userID's live run id, like GetUserRun, together
+// with the action rows that carry metadata (action id, index and metadata
+// only, in index order), in one round trip: GET /runs/:id needs both and
+// is the API's hottest read.
+func GetUserRunHealth(ctx context.Context, db bun.IDB, userID, id uuid.UUID) (*Run, []RunAction, error) {
+	row := new(runWithHealth)
+	err := db.NewSelect().Model(row).
+		ColumnExpr("run.*").
+		ColumnExpr(`(SELECT coalesce(json_agg(json_build_object('i', a.action_index, 'a', a.action_id, 'm', a.metadata)
+			ORDER BY a.action_index), '[]') FROM run_actions a WHERE a.run_id = run.id AND a.metadata IS NOT NULL) AS health`).
+		Where("run.id = ?", id).
+		Where("run.user_id = ?", userID).
+		Where("run.deleted_at IS NULL").
+		Scan(ctx)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, nil, ErrRunNotFound
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("load run %s: %w", id, err)
+	}
+	var hs []struct {
+		Index    int             `json:"i"`
+		ActionID string          `json:"a"`
+		Metadata json.RawMessage `json:"m"`
+	}
+	if err := json.Unmarshal(row.Health, &hs); err != nil {
+		return nil, nil, fmt.Errorf("load selector health of run %s: %w", id, err)
+	}
+	rows := make([]RunAction, len(hs))
+	for i, h := range hs {
+		rows[i] = RunAction{RunID: id, ActionID: h.ActionID, ActionIndex: h.Index, Metadata: h.Metadata}
+	}
+	return &row.Run, rows, nil
+}
+
 // ListRunActions returns the action rows of run id ordered by action index.
 func ListRunActions(ctx context.Context, db bun.IDB, runID uuid.UUID) ([]RunAction, error) {
 	var rows []RunAction
@@ -180,6 +222,27 @@ func ListRunActions(ctx context.Context, db bun.IDB, runID uuid.UUID) ([]RunActi
 		Scan(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("list actions of run %s: %w", runID, err)
+	}
+	return rows, nil
+}
+
+// ListUserRunActions returns the action rows of userID's live run id in
+// index order, or ErrRunNotFound, in one round trip when the run has rows.
+func ListUserRunActions(ctx context.Context, db bun.IDB, userID, runID uuid.UUID) ([]RunAction, error) {
+	var rows []RunAction
+	err := db.NewSelect().Model(&rows).
+		Where("run_id = ?", runID).
+		Where("EXISTS (SELECT 1 FROM runs r WHERE r.id = ? AND r.user_id = ? AND r.deleted_at IS NULL)", runID, userID).
+		OrderExpr("action_index ASC").
+		Scan(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("list actions of run %s: %w", runID, err)
+	}
+	if len(rows) == 0 {
+		// No rows: a run of no actions, or none of the user's.
+		if _, err := GetUserRun(ctx, db, userID, runID); err != nil {
+			return nil, err
+		}
 	}
 	return rows, nil
 }
@@ -213,36 +276,47 @@ type RunQuery struct {
 	Asc    bool
 }
 
-// ListRuns returns a page of runs and the number of runs matching q.
-func ListRuns(ctx context.Context, db bun.IDB, q RunQuery) ([]Run, int, error) {
-	var col string
-	nullable := false
+// runSort is how a RunQuery orders: column, whether it may be NULL (sorted
+// last), direction, and the SQL type its cursor value is cast to.
+type runSort struct {
+	col      string
+	nullable bool
+	asc      bool
+	cast     string
+}
+
+func (q RunQuery) sort() (runSort, error) {
 	switch q.SortBy {
 	case RunSortCreatedAt, "":
-		col = "created_at"
+		return runSort{col: "created_at", asc: q.Asc, cast: "timestamptz"}, nil
 	case RunSortStartedAt:
-		col, nullable = "started_at", true
+		return runSort{col: "started_at", nullable: true, asc: q.Asc, cast: "timestamptz"}, nil
 	case RunSortCompletedAt:
-		col, nullable = "completed_at", true
+		return runSort{col: "completed_at", nullable: true, asc: q.Asc, cast: "timestamptz"}, nil
 	case RunSortStatus:
-		col = "status"
-	default:
-		return nil, 0, fmt.Errorf("list runs: unknown sort key %q", q.SortBy)
+		return runSort{col: "status", asc: q.Asc, cast: "run_status"}, nil
 	}
+	return runSort{}, fmt.Errorf("list runs: unknown sort key %q", q.SortBy)
+}
+
+func (o runSort) order() string {
 	dir := "DESC"
-	if q.Asc {
+	if o.asc {
 		dir = "ASC"
 	}
-	order := col + " " + dir
-	if nullable {
+	order := o.col + " " + dir
+	if o.nullable {
 		// Only for nullable columns: on NOT NULL ones it would stop the
 		// (created_at DESC, id DESC) index from serving the order.
 		order += " NULLS LAST"
 	}
-	var runs []Run
-	sel := db.NewSelect().Model(&runs).
-		Where("user_id = ?", q.UserID).
-		Where("deleted_at IS NULL")
+	return order + ", id " + dir
+}
+
+// filter adds q's conditions (user, live, status, recording, browser,
+// trigger) to sel.
+func (q RunQuery) filter(sel *bun.SelectQuery) *bun.SelectQuery {
+	sel = sel.Where("user_id = ?", q.UserID).Where("deleted_at IS NULL")
 	switch len(q.Statuses) {
 	case 0:
 	case 1:
@@ -259,14 +333,139 @@ func ListRuns(ctx context.Context, db bun.IDB, q RunQuery) ([]Run, int, error) {
 	if q.TriggeredBy != "" {
 		sel = sel.Where("triggered_by = ?", q.TriggeredBy)
 	}
-	total, err := sel.
-		OrderExpr(order + ", id " + dir).
+	return sel
+}
+
+// ListRuns returns a page of runs and the number of runs matching q.
+func ListRuns(ctx context.Context, db bun.IDB, q RunQuery) ([]Run, int, error) {
+	o, err := q.sort()
+	if err != nil {
+		return nil, 0, err
+	}
+	var runs []Run
+	total, err := q.filter(db.NewSelect().Model(&runs)).
+		OrderExpr(o.order()).
 		Limit(int64(q.Limit)).Offset(int64(q.Offset)).
 		ScanAndCount(ctx)
 	if err != nil {
 		return nil, 0, fmt.Errorf("list runs: %w", err)
 	}
 	return runs, int(total), nil
+}
+
+// RunCursor is where a keyset page of ListRunsPage starts: just after the
+// run with this sort value and id, in the order it was made for.
+type RunCursor struct {
+	SortBy string    `json:"s"`
+	Asc    bool      `json:"a"`
+	Value  *string   `json:"v"` // the sort column as text; nil: NULL
+	ID     uuid.UUID `json:"i"`
+}
+
+// ErrBadCursor means a cursor was made for another order, or is not one.
+var ErrBadCursor = errors.New("cursor does not belong to this list's order")
+
+// ListRunsPage returns up to q.Limit runs after cursor (nil: from the
+// first, skipping q.Offset), without counting, and the cursor of the next page (nil on the
+// last). It reads by the index of the order from the cursor on, so a page
+// deep in a long list costs what the first does.
+func ListRunsPage(ctx context.Context, db bun.IDB, q RunQuery, after *RunCursor) ([]Run, *RunCursor, error) {
+	o, err := q.sort()
+	if err != nil {
+		return nil, nil, err
+	}
+	var runs []Run
+	sel := q.filter(db.NewSelect().Model(&runs))
+	if after != nil {
+		if sortKey(after.SortBy) != sortKey(q.SortBy) || after.Asc != q.Asc {
+			return nil, nil, ErrBadCursor
+		}
+		op := "<"
+		if o.asc {
+			op = ">"
+		}
+		switch {
+		case after.Value == nil && !o.nullable:
+			return nil, nil, ErrBadCursor
+		case after.Value == nil:
+			sel = sel.Where("? IS NULL AND id "+op+" ?", bun.Ident(o.col), after.ID)
+		case o.nullable:
+			sel = sel.Where("(? "+op+" ?::"+o.cast+" OR (? = ?::"+o.cast+" AND id "+op+" ?) OR ? IS NULL)",
+				bun.Ident(o.col), *after.Value, bun.Ident(o.col), *after.Value, after.ID, bun.Ident(o.col))
+		default:
+			sel = sel.Where("(?, id) "+op+" (?::"+o.cast+", ?)", bun.Ident(o.col), *after.Value, after.ID)
+		}
+	}
+	if after == nil && q.Offset > 0 {
+		sel = sel.Offset(int64(q.Offset))
+	}
+	if err := sel.OrderExpr(o.order()).Limit(int64(q.Limit) + 1).Scan(ctx); err != nil {
+		return nil, nil, fmt.Errorf("list runs: %w", err)
+	}
+	if len(runs) <= q.Limit {
+		return runs, nil, nil
+	}
+	runs = runs[:q.Limit]
+	last := &runs[len(runs)-1]
+	next := &RunCursor{SortBy: q.SortBy, Asc: q.Asc, ID: last.ID}
+	var v *time.Time
+	switch o.col {
+	case "created_at":
+		v = &last.CreatedAt
+	case "started_at":
+		v = last.StartedAt
+	case "completed_at":
+		v = last.CompletedAt
+	case "status":
+		st := string(last.Status)
+		next.Value = &st
+	}
+	if v != nil {
+		t := v.UTC().Format(time.RFC3339Nano)
+		next.Value = &t
+	}
+	return runs, next, nil
+}
+
+func sortKey(s string) string {
+	if s == "" {
+		return RunSortCreatedAt
+	}
+	return s
+}
+
+// CountRuns counts the runs matching q (its page and cursor aside). With
+// exact false, it counts exactly up to upTo and beyond that answers the
+// planner's estimate (no scan of every row), with exact false.
+func CountRuns(ctx context.Context, db bun.IDB, q RunQuery, exact bool, upTo int) (n int, isExact bool, err error) {
+	if exact {
+		c, err := q.filter(db.NewSelect().Model((*Run)(nil))).Count(ctx)
+		if err != nil {
+			return 0, false, fmt.Errorf("count runs: %w", err)
+		}
+		return int(c), true, nil
+	}
+	inner := q.filter(db.NewSelect().Model((*Run)(nil)).ColumnExpr("1")).Limit(int64(upTo) + 1)
+	if err := db.NewSelect().TableExpr("(?) AS capped", inner).ColumnExpr("count(*)").Scan(ctx, &n); err != nil {
+		return 0, false, fmt.Errorf("count runs: %w", err)
+	}
+	if n <= upTo {
+		return n, true, nil
+	}
+	var plan []struct {
+		Plan struct {
+			Rows float64 `json:"Plan Rows"`
+		} `json:"Plan"`
+	}
+	var doc []byte
+	est := q.filter(db.NewSelect().Model((*Run)(nil)).ColumnExpr("1")).String()
+	if err := db.QueryRowContext(ctx, "EXPLAIN (FORMAT JSON) "+est).Scan(&doc); err != nil {
+		return 0, false, fmt.Errorf("estimate runs: %w", err)
+	}
+	if err := json.Unmarshal(doc, &plan); err != nil || len(plan) == 0 {
+		return 0, false, fmt.Errorf("estimate runs: plan %q: %v", doc, err)
+	}
+	return max(n, int(plan[0].Plan.Rows)), false, nil
 }
 
 // CancelQueuedUserRun ends userID's queued run id as cancelled at now, its

@@ -20,6 +20,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"syscall"
 	"time"
 
@@ -47,6 +48,8 @@ func run() error {
 	redisAddr := flag.String("redis", "127.0.0.1:6379", "Redis address")
 	nRuns := flag.Int("runs", 100_000, "runs to seed for the user")
 	fixture := flag.String("recording", "http/testdata/login.json", "recording to upload")
+	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the serving time to this file")
+	logFile := flag.String("log", "", "write the JSON access log to this file (default: formatted, then dropped)")
 	flag.Parse()
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -78,10 +81,19 @@ func run() error {
 	if err != nil {
 		return err
 	}
+	var logOut io.Writer = io.Discard
+	if *logFile != "" {
+		f, err := os.Create(*logFile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		logOut = f
+	}
 	app, err := apihttp.New(apihttp.Config{
 		DB: db, Dispatcher: queue.New(rdb, prefix), Redis: rdb, RedisPrefix: prefix,
 		// Access logs are formatted as in production, then dropped.
-		Logger:   slog.New(slog.NewJSONHandler(io.Discard, nil)),
+		Logger:   slog.New(slog.NewJSONHandler(logOut, nil)),
 		Registry: prometheus.NewRegistry(), Version: "load", RateLimitPerMinute: 1 << 30,
 	})
 	if err != nil {
@@ -98,6 +110,16 @@ func run() error {
 	out, _ := json.Marshal(map[string]string{"base": "http://" + *addr, "token": token, "recordingId": recID, "runId": runID})
 	fmt.Println(string(out))
 
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			return err
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer func() { pprof.StopCPUProfile(); _ = f.Close() }()
+	}
 	errc := make(chan error, 1)
 	go func() { errc <- app.Listen(*addr) }()
 	select {
