@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"log/slog"
 	"math/rand/v2"
 	"sync"
 	"time"
@@ -43,7 +44,17 @@ type Config struct {
 	Seed uint64
 	// Clock waits and tells the time (nil: the real clock).
 	Clock browser.Clock
+	// Log, when set, hears when each replay begins and ends (at info
+	// level, as ReplayBegan and ReplayEnded with the runId): the fleet
+	// driver checks from them that no run replays twice at once.
+	Log *slog.Logger
 }
+
+// Log messages of a replay's bounds.
+const (
+	ReplayBegan = "simulated replay began"
+	ReplayEnded = "simulated replay ended"
+)
 
 // Validate reports a rate outside 0..1.
 func (c Config) Validate() error {
@@ -135,6 +146,10 @@ func timingScale(o browser.Options) float64 {
 // every action, the result has the same shape, cancelling ctx ends the run
 // with the remaining actions skipped as cancelled.
 func (r *Replayer) Replay(ctx context.Context, rec *recording.Recording, opts browser.Options, obs browser.Observer) *browser.Result {
+	if r.cfg.Log != nil {
+		r.cfg.Log.Info(ReplayBegan, "runId", opts.RunID)
+		defer func() { r.cfg.Log.Info(ReplayEnded, "runId", opts.RunID) }()
+	}
 	res := &browser.Result{StartedAt: r.clock.Now(), Actions: []browser.ActionResult{}, Screenshots: []string{}}
 	if rec == nil {
 		res.Status, res.ErrorMessage = browser.RunFailed, "no recording"

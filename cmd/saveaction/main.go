@@ -29,6 +29,7 @@ Usage:
   saveaction cleanup [--older-than DURATION] [--dry-run]
                                  one artifact retention pass now; prints what it removed
   saveaction config names         every configuration variable the binary reads, one per line
+  saveaction bench fleet [flags]  a fleet of simulated workers on private servers, under churn; checks no run is lost
   saveaction version
 
 Configuration comes from the environment (DATABASE_URL, REDIS_URL, PORT, WORKER_CONCURRENCY, ...),
@@ -68,6 +69,8 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		err = cleanupCmd(ctx, rest, stdout)
 	case "config":
 		err = configCmd(rest, stdout)
+	case "bench":
+		return benchCmd(ctx, rest, stdout, stderr)
 	case "version", "--version":
 		fmt.Fprintln(stdout, "saveaction", version)
 		return 0

@@ -15,7 +15,7 @@ import (
 // every action only takes its recorded time. Everything else is real.
 func startSimulatedWorker(ctx context.Context, b *backends, sys *actor.ActorSystem, m *actors.Metrics) (*actors.Worker, error) {
 	cfg := b.cfg
-	rep, err := simulate.New(simulate.Config{FailureRate: cfg.SimulationFailureRate, CrashRate: cfg.SimulationCrashRate})
+	rep, err := simulate.New(simulate.Config{FailureRate: cfg.SimulationFailureRate, CrashRate: cfg.SimulationCrashRate, Log: b.log})
 	if err != nil {
 		return nil, fmt.Errorf("WORKER_REPLAYER=simulated: %w", err)
 	}
