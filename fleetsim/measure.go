@@ -154,12 +154,12 @@ type Report struct {
 	TopStatements, TopCommands                                    []Count
 	// CPUPercent is each component's CPU over the measured phase, in % of
 	// one core.
-	CPUPercent                   map[string]float64
-	StreamLength, DeadLetters    int64
-	RunsBytes, ActionsBytes      int64
-	RunsPerSecondDone            float64
-	Churn                        []string
-	Problems                     []string
+	CPUPercent                map[string]float64
+	StreamLength, DeadLetters int64
+	RunsBytes, ActionsBytes   int64
+	RunsPerSecondDone         float64
+	Churn                     []string
+	Problems                  []string
 }
 
 func (d *driver) report(ctx context.Context, before, after *snapshot, idle idleRates) *Report {

@@ -67,4 +67,3 @@ func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	}
 	return 0
 }
-
