@@ -127,67 +127,71 @@ func (s *Runs) maxDeliveries() int {
 
 // begin is the one write of transitions 2, 4 and 11. A take-over with
 // deadWorker set is guarded on that owner instead of an expired lease.
+//
+// It is one statement: the compare-and-set of the run and, only when it
+// took effect, the reset of the run's rows to the new attempt (a
+// data-modifying WITH that joins the updated run), so the two stay one
+// atomic change without a transaction's BEGIN and COMMIT round trips.
 func (s *Runs) begin(ctx context.Context, t Transition, id uuid.UUID, from Status, attempt int, o Owner, lease time.Duration, deadWorker string) (*Run, error) {
 	if err := mustAllow(t, from, StatusRunning); err != nil {
 		return nil, err
 	}
 	run := new(Run)
 	now := s.now()
-	err := s.DB.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
-		q := tx.NewUpdate().Model(run).
-			Set("status = ?", StatusRunning).
-			Set("attempt = attempt + 1").
-			Set("worker_node = ?", o.Worker).
-			Set("actor_address = ?", o.ActorAddress).
-			Set("actor_id = ?", o.ActorID).
-			Set("lease_expires_at = now() + make_interval(secs => ?)", lease.Seconds()).
-			Set("started_at = ?", now).
-			Set("completed_at = NULL").
-			Set("actions_executed = 0, actions_failed = 0, actions_skipped = 0").
-			Set("error_message = NULL, error_action_id = NULL").
-			Set("updated_at = ?", now).
-			Where("id = ?", id).
-			Where("status = ?", from).
-			Where("attempt = ?", attempt).
-			Where("cancel_requested_at IS NULL").
-			Where("deleted_at IS NULL").
-			Returning("*")
-		switch t {
-		case TStart:
-			q = q.Where("deliveries < ?", s.maxDeliveries())
-		case TTakeOver:
-			q = q.Set("deliveries = deliveries + 1").
-				Where("deliveries + 1 < ?", s.maxDeliveries())
-			if deadWorker != "" {
-				q = q.Where("worker_node = ?", deadWorker)
-			} else {
-				q = q.Where("(lease_expires_at IS NULL OR lease_expires_at < now())")
-			}
-		case TCrashRestart:
-			q = q.Set("deliveries = deliveries + 1").
-				Where("deliveries + 1 < ?", s.maxDeliveries()).
-				Where("worker_node = ?", o.Worker)
+	q := s.DB.NewUpdate().Model(run).
+		Set("status = ?", StatusRunning).
+		Set("attempt = attempt + 1").
+		Set("worker_node = ?", o.Worker).
+		Set("actor_address = ?", o.ActorAddress).
+		Set("actor_id = ?", o.ActorID).
+		Set("lease_expires_at = now() + make_interval(secs => ?)", lease.Seconds()).
+		Set("started_at = ?", now).
+		Set("completed_at = NULL").
+		Set("actions_executed = 0, actions_failed = 0, actions_skipped = 0").
+		Set("error_message = NULL, error_action_id = NULL").
+		Set("updated_at = ?", now).
+		Where("id = ?", id).
+		Where("status = ?", from).
+		Where("attempt = ?", attempt).
+		Where("cancel_requested_at IS NULL").
+		Where("deleted_at IS NULL").
+		Returning("*")
+	switch t {
+	case TStart:
+		q = q.Where("deliveries < ?", s.maxDeliveries())
+	case TTakeOver:
+		q = q.Set("deliveries = deliveries + 1").
+			Where("deliveries + 1 < ?", s.maxDeliveries())
+		if deadWorker != "" {
+			q = q.Where("worker_node = ?", deadWorker)
+		} else {
+			q = q.Where("(lease_expires_at IS NULL OR lease_expires_at < now())")
 		}
-		res, err := q.Exec(ctx)
-		if err := affected(res, err, ErrStale, "%s run %s", t, id); err != nil {
-			return err
-		}
-		_, err = tx.NewUpdate().Model((*RunAction)(nil)).
-			Set("attempt = ?", run.Attempt).
-			Set("status = ?", ActionPending).
-			Set("started_at = NULL, completed_at = NULL, duration_ms = NULL").
-			Set("selector_used = NULL, error_message = NULL, reason = NULL, screenshot_path = NULL").
-			Set("warnings = '[]'").
-			Set("updated_at = ?", now).
-			Where("run_id = ?", id).
-			Exec(ctx)
-		if err != nil {
-			return fmt.Errorf("reset actions of run %s: %w", id, err)
-		}
-		return nil
-	})
+	case TCrashRestart:
+		q = q.Set("deliveries = deliveries + 1").
+			Where("deliveries + 1 < ?", s.maxDeliveries()).
+			Where("worker_node = ?", o.Worker)
+	}
+	reset := s.DB.NewUpdate().Model((*RunAction)(nil)).
+		TableExpr("began").
+		Set("attempt = began.attempt").
+		Set("status = ?", ActionPending).
+		Set("started_at = NULL, completed_at = NULL, duration_ms = NULL").
+		Set("selector_used = NULL, error_message = NULL, reason = NULL, screenshot_path = NULL").
+		Set("warnings = '[]'").
+		Set("updated_at = ?", now).
+		Where("run_action.run_id = began.id")
+	err := s.DB.NewSelect().
+		With("began", q).
+		With("reset", reset).
+		Table("began").
+		ColumnExpr("*").
+		Scan(ctx, run)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, ErrStale
+	}
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%s run %s: %w", t, id, err)
 	}
 	return run, nil
 }
