@@ -349,12 +349,22 @@ func (d *driver) startWorkers(ctx context.Context) error {
 		}
 	}
 	deadline := time.Now().Add(90 * time.Second)
+	retries := map[int]int{}
 	for {
 		ready := 0
 		for i := range d.names {
 			p := d.worker(i)
 			if p.exited() {
-				return fmt.Errorf("worker %s exited at start:\n%s", p.name, p.lastLines())
+				// A loaded host can make the first connection time out:
+				// try again a few times before calling it broken.
+				if retries[i] == 3 {
+					return fmt.Errorf("worker %s exited at start:\n%s", p.name, p.lastLines())
+				}
+				retries[i]++
+				if err := d.startWorker(i); err != nil {
+					return err
+				}
+				continue
 			}
 			if p.isReady() {
 				ready++

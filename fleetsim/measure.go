@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"fmt"
 	"io"
+	"os"
 	"sort"
 	"strconv"
 	"strings"
@@ -154,7 +155,12 @@ type Report struct {
 	TopStatements, TopCommands                                    []Count
 	// CPUPercent is each component's CPU over the measured phase, in % of
 	// one core.
-	CPUPercent                map[string]float64
+	CPUPercent map[string]float64
+	// CPUMsPerRun is each component's CPU time per run created, in ms.
+	CPUMsPerRun map[string]float64
+	// LoadAverage is the host's load averages at the end (the machine may
+	// be shared: latencies mean little when it exceeds the cores).
+	LoadAverage               string
 	StreamLength, DeadLetters int64
 	RunsBytes, ActionsBytes   int64
 	RunsPerSecondDone         float64
@@ -166,7 +172,7 @@ func (d *driver) report(ctx context.Context, before, after *snapshot, idle idleR
 	cfg := d.cfg
 	r := &Report{Workers: cfg.Workers, Slots: cfg.Slots, APINodes: cfg.APINodes, Actions: cfg.Actions, Rate: cfg.Rate,
 		Created: d.createdCount(), Refused: int(d.rejected.Load()), CancelsAccepted: int(d.cancelled.Load()),
-		Statuses: map[string]int{}, CPUPercent: map[string]float64{}, IdlePGPerSec: idle.pgPerSec, IdleRedisPerSec: idle.redisPerSec}
+		Statuses: map[string]int{}, CPUPercent: map[string]float64{}, CPUMsPerRun: map[string]float64{}, IdlePGPerSec: idle.pgPerSec, IdleRedisPerSec: idle.redisPerSec}
 	d.mu.Lock()
 	r.Churn = append(r.Churn, d.churn...)
 	d.mu.Unlock()
@@ -181,6 +187,12 @@ func (d *driver) report(ctx context.Context, before, after *snapshot, idle idleR
 	}
 	for k, v := range after.cpu {
 		r.CPUPercent[k] = 100 * (v - before.cpu[k]) / sec
+		if r.Created > 0 {
+			r.CPUMsPerRun[k] = 1000 * (v - before.cpu[k]) / float64(r.Created)
+		}
+	}
+	if raw, err := os.ReadFile("/proc/loadavg"); err == nil {
+		r.LoadAverage = strings.Join(strings.Fields(string(raw))[:3], " ")
 	}
 	d.check(ctx, r)
 	return r
@@ -237,7 +249,11 @@ func (r *Report) Write(w io.Writer) {
 	for _, k := range comps {
 		fmt.Fprintf(w, " %s %.1f", k, r.CPUPercent[k])
 	}
-	fmt.Fprintln(w)
+	fmt.Fprint(w, "\nCPU per run (ms):")
+	for _, k := range comps {
+		fmt.Fprintf(w, " %s %.1f", k, r.CPUMsPerRun[k])
+	}
+	fmt.Fprintf(w, "\nhost load average: %s\n", r.LoadAverage)
 	fmt.Fprintf(w, "sizes: stream %d entries, dead letters %d, runs %d KiB, run_actions %d KiB\n",
 		r.StreamLength, r.DeadLetters, r.RunsBytes>>10, r.ActionsBytes>>10)
 	for _, c := range r.Churn {
