@@ -12,7 +12,7 @@ STATICCHECK         ?= $(CURDIR)/bin/tools/staticcheck
 # package that imports it) is tested without -race; every other package with.
 RACE_PKGS = $$($(GO) list ./... | grep -v '/runner/cluster$$')
 
-.PHONY: all build deps run test deploy-test bench bench-go proto lint tools clean
+.PHONY: all build deps run test deploy-test bench bench-go scale proto lint tools clean
 
 all: build
 
@@ -55,6 +55,12 @@ bench:
 ## bench-go: the go test benchmarks (replay per action, browser start-up, API endpoints in process)
 bench-go:
 	$(GO) test -run '^$$' -bench . -benchmem -timeout 30m ./browser/ ./http/ ./actors/
+
+## scale: the fleet at scale, simulated (docs/SCALING.md): 100 workers, churn of every kind, then the checks
+## (needs root for the private PostgreSQL cluster; override with SCALE_FLAGS)
+SCALE_FLAGS ?= --workers 100 --slots 2 --api 2 --rate 20 --duration 2m --churn --drain 3m
+scale: build
+	./$(BIN) bench fleet $(SCALE_FLAGS)
 
 ## proto: regenerate the protobuf messages that cross actor nodes
 proto:

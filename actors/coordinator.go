@@ -327,8 +327,8 @@ type Worker struct {
 // StartWorker starts a coordinator on d.System.
 func StartWorker(ctx context.Context, d Deps) (*Worker, error) {
 	dd := d.withDefaults()
-	if dd.System == nil || dd.Runs == nil || dd.Queue == nil || dd.Pool == nil {
-		return nil, errors.New("start worker: System, Runs, Queue and Pool are required")
+	if dd.System == nil || dd.Runs == nil || dd.Queue == nil || (dd.Pool == nil && dd.Replayer == nil) {
+		return nil, errors.New("start worker: System, Runs, Queue and Pool (or Replayer) are required")
 	}
 	if err := dd.Queue.EnsureGroup(ctx); err != nil {
 		return nil, err

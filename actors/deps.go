@@ -4,14 +4,17 @@
 package actors
 
 import (
+	"context"
 	"log/slog"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/google/uuid"
 	"github.com/saveaction/runner/artifacts"
+	"github.com/saveaction/runner/browser"
 	"github.com/saveaction/runner/persistence"
 	"github.com/saveaction/runner/queue"
+	"github.com/saveaction/runner/recording"
 )
 
 // Defaults of the runtime.
@@ -59,6 +62,17 @@ type Deps struct {
 	// Events, when set, receives each run's progress events (queue.Events);
 	// Publish must return at once.
 	Events EventPublisher
+	// Replayer, when set, replays runs in place of Pool's browsers
+	// (WORKER_REPLAYER=simulated). Everything around the replay (claim,
+	// lease, row writer, events, settle) is the same.
+	Replayer Replayer
+}
+
+// Replayer replays one recording without the browser pool. A result with
+// Crashed set is handled as a browser crash: the run restarts on the
+// supervisor's crash budget.
+type Replayer interface {
+	Replay(ctx context.Context, rec *recording.Recording, opts browser.Options, obs browser.Observer) *browser.Result
 }
 
 // EventPublisher takes a run's progress events without blocking.

@@ -341,6 +341,22 @@ func (a *runActor) runAttempt(ctx context.Context, sys *actor.ActorSystem, self 
 		return
 	}
 	bopts := browserOptions(run, opts, d)
+	var res *browser.Result
+	obs := &rowWriter{a: a, run: run, cancel: cancel, sys: sys, self: self}
+	defer obs.drain()
+	if d.Replayer != nil {
+		if runCtx.Err() == nil {
+			d.Metrics.RunsActive.Inc()
+			res = d.Replayer.Replay(runCtx, rec, bopts, obs)
+			d.Metrics.RunsActive.Dec()
+			if res.Crashed && context.Cause(runCtx) == nil {
+				done.crash = errors.New(res.ErrorMessage)
+				return
+			}
+		}
+		a.end(runCtx, run, res, obs)
+		return
+	}
 	h, err := d.Pool.Acquire(runCtx, opts.Isolation)
 	if err != nil {
 		if runCtx.Err() == nil {
@@ -349,9 +365,6 @@ func (a *runActor) runAttempt(ctx context.Context, sys *actor.ActorSystem, self 
 		}
 		h = nil
 	}
-	var res *browser.Result
-	obs := &rowWriter{a: a, run: run, cancel: cancel, sys: sys, self: self}
-	defer obs.drain()
 	if h != nil && opts.Isolation == IsolationBrowser {
 		// A run that owns its browser is cancelled by killing the process
 		// group at once, not by waiting for the browser to wind down.
@@ -374,7 +387,13 @@ func (a *runActor) runAttempt(ctx context.Context, sys *actor.ActorSystem, self 
 			return
 		}
 	}
+	a.end(runCtx, run, res, obs)
+}
 
+// end settles an attempt whose replay returned res (nil: it never began).
+func (a *runActor) end(runCtx context.Context, run *persistence.Run, res *browser.Result, obs *rowWriter) {
+	d := a.d
+	log := d.runLog(run.ID.String(), a.entry.ID, "attempt", run.Attempt)
 	switch cause := context.Cause(runCtx); {
 	case errors.Is(cause, errLeaseLost), errors.Is(cause, errLeaseUnrenewable):
 		// Fenced: another attempt may own the run now; write nothing.

@@ -1,7 +1,6 @@
 package deploy
 
 import (
-	"bufio"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -76,30 +75,6 @@ func loadCompose(t *testing.T, path string) map[string]composeService {
 		t.Fatalf("%s: no services", path)
 	}
 	return f.Services
-}
-
-// configNames is every variable the binary reads (saveaction config names).
-func configNames(t *testing.T) map[string]bool {
-	t.Helper()
-	cmd := exec.Command("go", "run", "../cmd/saveaction", "config", "names")
-	if bin := os.Getenv("SAVEACTION_TEST_BIN"); bin != "" {
-		cmd = exec.Command(bin, "config", "names")
-	}
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("saveaction config names: %v", err)
-	}
-	names := map[string]bool{}
-	sc := bufio.NewScanner(strings.NewReader(string(out)))
-	for sc.Scan() {
-		if n := strings.TrimSpace(sc.Text()); n != "" {
-			names[n] = true
-		}
-	}
-	if !names["DATABASE_URL"] {
-		t.Fatalf("saveaction config names: DATABASE_URL missing from %q", out)
-	}
-	return names
 }
 
 // interpolation is compose's ${VAR:-default}; the tests read the default.

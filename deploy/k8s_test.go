@@ -298,6 +298,9 @@ func configNames(t *testing.T) map[string]bool {
 	for _, n := range strings.Fields(string(out)) {
 		names[n] = true
 	}
+	if !names["DATABASE_URL"] {
+		t.Fatalf("saveaction config names: DATABASE_URL missing from %q", out)
+	}
 	if len(names) < 10 || !names["DATABASE_URL"] {
 		t.Fatalf("saveaction config names printed %q", out)
 	}

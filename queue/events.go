@@ -237,17 +237,21 @@ func (e *Events) PublishNow(ctx context.Context, id uuid.UUID, ev Event) (string
 	if ev.Name == EventRunFinished {
 		ttl = e.ttl
 	}
-	pipe := e.rdb.TxPipeline()
-	add := pipe.XAdd(ctx, &redis.XAddArgs{
-		Stream: key, MaxLen: e.cap, Approx: true,
-		Values: []any{"event", ev.Name, "data", string(ev.Data)},
-	})
-	pipe.Expire(ctx, key, ttl)
-	if _, err := pipe.Exec(ctx); err != nil {
+	// One command, atomic: the entry and the stream's expiry together
+	// (a MULTI of XADD and EXPIRE was four commands per event).
+	entry, err := publishScript.Run(ctx, e.rdb, []string{key}, e.cap, ttl.Milliseconds(), ev.Name, string(ev.Data)).Text()
+	if err != nil {
 		return "", fmt.Errorf("publish %s of run %s: %w", ev.Name, id, err)
 	}
-	return add.Val(), nil
+	return entry, nil
 }
+
+// publishScript appends one event to a run's capped stream and sets the
+// stream's expiry. KEYS[1] the stream; ARGV: cap, ttl in ms, name, data.
+var publishScript = redis.NewScript(`
+local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'event', ARGV[3], 'data', ARGV[4])
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return id`)
 
 // Range returns run id's events after the entry id after ("" or "0" from
 // the start), at most count.

@@ -142,14 +142,19 @@ func (q *Queue) Renew(ctx context.Context, consumer, entryID string) (bool, erro
 
 // Ack acknowledges and deletes an entry: the run behind it is finished.
 func (q *Queue) Ack(ctx context.Context, entryID string) error {
-	pipe := q.rdb.TxPipeline()
-	pipe.XAck(ctx, q.stream, q.group, entryID)
-	pipe.XDel(ctx, q.stream, entryID)
-	if _, err := pipe.Exec(ctx); err != nil && !strings.Contains(err.Error(), "NOGROUP") {
+	// One command, atomic (a MULTI of XACK and XDEL was four).
+	err := ackScript.Run(ctx, q.rdb, []string{q.stream}, q.group, entryID).Err()
+	if err != nil && !errors.Is(err, redis.Nil) && !strings.Contains(err.Error(), "NOGROUP") {
 		return fmt.Errorf("ack %s: %w", entryID, err)
 	}
 	return nil
 }
+
+// ackScript acknowledges and deletes one entry. KEYS[1] the stream; ARGV:
+// group, entry id.
+var ackScript = redis.NewScript(`
+redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
+return redis.call('XDEL', KEYS[1], ARGV[2])`)
 
 // Reclaim takes over up to count entries idle for longer than minIdle (their
 // owner stopped renewing) for consumer, walking the pending list from

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net/netip"
 	"net/url"
 	"os"
@@ -62,6 +63,12 @@ type Config struct {
 	RunBlockedEndpoints []netip.AddrPort
 	RunAllowedHosts     []string // RUN_ALLOWED_HOSTS: when set, the only hosts runs may reach
 	RunMaxDownloadMB    int      // RUN_MAX_DOWNLOAD_MB (100): what one run may download
+
+	// WORKER_REPLAYER (chromium): "simulated" replays runs without a browser
+	// (simulate/), for measuring the fleet; never for real work.
+	Replayer              string
+	SimulationFailureRate float64 // SIMULATION_FAILURE_RATE (0): chance a simulated run fails
+	SimulationCrashRate   float64 // SIMULATION_CRASH_RATE (0): chance a simulated attempt crashes
 	// Artifacts (DESIGN.md rule 9).
 	ArtifactStore      string        // ARTIFACT_STORE: a folder (./storage/artifacts) or s3://bucket/prefix
 	S3Endpoint         string        // S3_ENDPOINT: host:port or URL ("" = AWS)
@@ -120,7 +127,16 @@ var configDefaults = map[string]string{
 	"ARTIFACT_RETENTION_DAYS": "30",
 	"RETENTION_SCHEDULE":      actors.DefaultRetentionSchedule,
 	"ARTIFACT_LINK_SECRET":    "",
+	"WORKER_REPLAYER":         ReplayerChromium,
+	"SIMULATION_FAILURE_RATE": "0",
+	"SIMULATION_CRASH_RATE":   "0",
 }
+
+// Replayers a worker may use (WORKER_REPLAYER).
+const (
+	ReplayerChromium  = "chromium"
+	ReplayerSimulated = "simulated"
+)
 
 // loadConfig reads the environment, then flags of the same names from args.
 // The error names the variable at fault.
@@ -213,6 +229,20 @@ func loadConfig(name string, args []string, overrides map[string]string) (*Confi
 		}
 		c.RunAllowedHosts = append(c.RunAllowedHosts, h)
 	}
+	switch c.Replayer = strings.TrimSpace(vals["WORKER_REPLAYER"]); c.Replayer {
+	case ReplayerChromium, ReplayerSimulated:
+	default:
+		errs = append(errs, fmt.Errorf("WORKER_REPLAYER=%q: must be chromium or simulated", vals["WORKER_REPLAYER"]))
+	}
+	rate := func(key string) float64 {
+		f, err := strconv.ParseFloat(strings.TrimSpace(vals[key]), 64)
+		if err != nil || math.IsNaN(f) || f < 0 || f > 1 {
+			errs = append(errs, fmt.Errorf("%s=%q: must be a number from 0 to 1", key, vals[key]))
+		}
+		return f
+	}
+	c.SimulationFailureRate = rate("SIMULATION_FAILURE_RATE")
+	c.SimulationCrashRate = rate("SIMULATION_CRASH_RATE")
 	c.ArtifactRetention = time.Duration(intVar("ARTIFACT_RETENTION_DAYS", 0, 36500)) * 24 * time.Hour
 	if c.S3PathStyle, err = strconv.ParseBool(strings.TrimSpace(vals["S3_FORCE_PATH_STYLE"])); err != nil {
 		errs = append(errs, fmt.Errorf("S3_FORCE_PATH_STYLE=%q: must be true or false", vals["S3_FORCE_PATH_STYLE"]))

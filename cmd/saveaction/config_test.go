@@ -33,14 +33,17 @@ func TestConfigDefaultsAndOverrides(t *testing.T) {
 
 func TestBadConfigurationNamesTheVariable(t *testing.T) {
 	cases := map[string]string{
-		"WORKER_CONCURRENCY": "11",
-		"PORT":               "http",
-		"LOG_LEVEL":          "loud",
-		"LOG_FORMAT":         "xml",
-		"DATABASE_URL":       "mysql://x",
-		"REDIS_URL":          "127.0.0.1:6379",
-		"LEASE_SECONDS":      "1",
-		"CLUSTER_PROVIDER":   "zookeeper",
+		"WORKER_CONCURRENCY":      "11",
+		"PORT":                    "http",
+		"LOG_LEVEL":               "loud",
+		"LOG_FORMAT":              "xml",
+		"DATABASE_URL":            "mysql://x",
+		"REDIS_URL":               "127.0.0.1:6379",
+		"LEASE_SECONDS":           "1",
+		"CLUSTER_PROVIDER":        "zookeeper",
+		"WORKER_REPLAYER":         "firefox",
+		"SIMULATION_FAILURE_RATE": "1.5",
+		"SIMULATION_CRASH_RATE":   "-0.1",
 	}
 	for key, val := range cases {
 		t.Run(key, func(t *testing.T) {

@@ -30,6 +30,7 @@ Usage:
                                  one artifact retention pass now; prints what it removed
   saveaction config names         every configuration variable the binary reads, one per line
   saveaction healthcheck [URL]   exit 0 when this node is ready (the image's HEALTHCHECK)
+  saveaction bench fleet [flags]  a fleet of simulated workers on private servers, under churn; checks no run is lost
   saveaction version
 
 Configuration comes from the environment (DATABASE_URL, REDIS_URL, PORT, WORKER_CONCURRENCY, ...),
@@ -71,6 +72,8 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		err = configCmd(rest, stdout)
 	case "healthcheck":
 		err = healthcheckCmd(ctx, rest, stdout)
+	case "bench":
+		return benchCmd(ctx, rest, stdout, stderr)
 	case "version", "--version":
 		fmt.Fprintln(stdout, "saveaction", version)
 		return 0

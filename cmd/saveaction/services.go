@@ -300,6 +300,15 @@ func workerService(b *backends, sys *actor.ActorSystem, reg prometheus.Registere
 	)
 	return service.New("worker", service.Funcs{
 		Start: func(ctx context.Context) error {
+			if cfg.Replayer == ReplayerSimulated {
+				var err error
+				w, err = startSimulatedWorker(ctx, b, sys, m)
+				if err != nil {
+					return err
+				}
+				started.Store(w)
+				return nil
+			}
 			bin := cfg.ChromeBin
 			if bin == "" {
 				var err error
@@ -358,7 +367,9 @@ func workerService(b *backends, sys *actor.ActorSystem, reg prometheus.Registere
 			b.log.Info("shutting down worker", "grace", cfg.ShutdownGrace)
 			err := w.Shutdown(ctx, cfg.ShutdownGrace)
 			started.Store(nil)
-			pool.Close()
+			if pool != nil {
+				pool.Close()
+			}
 			return err
 		},
 		// The grace for the runs, then time to hand back the rest.
