@@ -64,9 +64,9 @@ func (p *proc) lastLines() string {
 
 // logLine is what the driver reads of a JSON log line.
 type logLine struct {
-	Time  time.Time `json:"time"`
+	Time  time.Time `json:"timestamp"`
 	Level string    `json:"level"`
-	Msg   string    `json:"msg"`
+	Msg   string    `json:"message"`
 	RunID string    `json:"runId"`
 }
 

@@ -37,7 +37,7 @@ func TestSimulatedWorkerRunsARunWithoutABrowser(t *testing.T) {
 		}
 	}
 	logs := w.logs.String()
-	if !strings.Contains(logs, `"level":"WARN"`) || !strings.Contains(logs, "SIMULATED REPLAYER") {
+	if !strings.Contains(logs, `"level":"warn"`) || !strings.Contains(logs, "SIMULATED REPLAYER") {
 		t.Fatalf("the simulated replayer was not announced at WARN:\n%s", logs)
 	}
 }
