@@ -145,7 +145,8 @@ type driver struct {
 
 	rejected  atomic.Int64 // creates answered with an error (an outage)
 	cancelled atomic.Int64
-	churn     []string // what was done, when
+	churn     []string   // what was done, when
+	logMu     sync.Mutex // serialises writes to cfg.Progress
 }
 
 type created struct {
@@ -162,6 +163,8 @@ type replayB struct {
 }
 
 func (d *driver) logf(format string, args ...any) {
+	d.logMu.Lock()
+	defer d.logMu.Unlock()
 	fmt.Fprintf(d.cfg.Progress, "[%6.1fs] %s\n", time.Since(d.start).Seconds(), fmt.Sprintf(format, args...))
 }
 
