@@ -396,9 +396,23 @@ func TestStack(t *testing.T) {
 			if len(lines) < 3 {
 				t.Fatalf("%s: processes:\n%s", svc, out)
 			}
-			first := strings.Fields(lines[1])
-			if len(first) < 4 || !strings.Contains(first[3], "tini") {
-				t.Fatalf("%s: the first process is not tini:\n%s", svc, out)
+			// The container's first process is the one whose parent is not
+			// in the container (docker top sorts by host pid, which wraps, so
+			// it need not be the first line): it must be tini, and alone.
+			pids := map[string]bool{}
+			for _, l := range lines[1:] {
+				if f := strings.Fields(l); len(f) >= 4 {
+					pids[f[1]] = true
+				}
+			}
+			var roots []string
+			for _, l := range lines[1:] {
+				if f := strings.Fields(l); len(f) >= 4 && !pids[f[2]] {
+					roots = append(roots, l)
+				}
+			}
+			if len(roots) != 1 || !strings.Contains(strings.Fields(roots[0])[3], "tini") {
+				t.Fatalf("%s: the first process is not tini alone (roots %q):\n%s", svc, roots, out)
 			}
 			for _, l := range lines[1:] {
 				f := strings.Fields(l)
