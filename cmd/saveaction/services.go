@@ -211,8 +211,9 @@ func (l redisLogger) Printf(ctx context.Context, format string, v ...any) {
 	l.log.DebugContext(ctx, fmt.Sprintf(format, v...), "component", "go-redis")
 }
 
-// apiServer is the REST API as a component.
-func apiServer(b *backends, canceller api.Canceller, reg *prometheus.Registry, fleet api.Fleet) (*service.Server, error) {
+// apiServer is the REST API as a component. canceller reaches the owners
+// of running runs, for cancel and for their live status.
+func apiServer(b *backends, canceller *actors.Canceller, reg *prometheus.Registry, fleet api.Fleet) (*service.Server, error) {
 	// Ends before Fiber's shutdown, which would otherwise wait for every
 	// open event stream.
 	life, stopStreams := context.WithCancel(context.Background())
@@ -222,6 +223,7 @@ func apiServer(b *backends, canceller api.Canceller, reg *prometheus.Registry, f
 		DB:                 b.db,
 		Dispatcher:         b.queue,
 		Canceller:          canceller,
+		Owners:             runOwners{c: canceller},
 		Redis:              b.rdb,
 		RedisPrefix:        b.cfg.RedisPrefix,
 		Logger:             b.log,
