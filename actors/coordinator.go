@@ -141,6 +141,13 @@ func (c *coordinator) Receive(ctx actor.Context) {
 		} else if ctx.Sender() != nil {
 			ctx.Respond(&CancelRunResponse{RunId: msg.RunId})
 		}
+	case *RunStatusRequest:
+		// Through the cluster, like CancelRun: the run's actor answers.
+		if pid, ok := c.children[msg.RunId]; ok {
+			ctx.Forward(pid)
+		} else if ctx.Sender() != nil {
+			ctx.Respond(&RunStatusResponse{RunId: msg.RunId, Worker: c.d.Worker})
+		}
 	case *SetDraining:
 		if c.paused != msg.Draining {
 			c.paused = msg.Draining

@@ -132,7 +132,10 @@ func (x *CancelRunResponse) GetAccepted() bool {
 	return false
 }
 
-// RunStatusRequest asks a run's actor where it is.
+// RunStatusRequest asks a run's actor what its current attempt is doing
+// (GET /api/v1/runs/:id/live). Sent to the actor at the address stored on
+// the run, or through the cluster to its worker's coordinator, which
+// passes it to the run's actor.
 type RunStatusRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	RunId         string                 `protobuf:"bytes,1,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
@@ -177,16 +180,27 @@ func (x *RunStatusRequest) GetRunId() string {
 	return ""
 }
 
-// RunStatusResponse is a run actor's view of its run.
+// RunStatusResponse is a run actor's view of its current attempt.
 type RunStatusResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	RunId         string                 `protobuf:"bytes,1,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
-	Attempt       int32                  `protobuf:"varint,2,opt,name=attempt,proto3" json:"attempt,omitempty"`
-	ActionsDone   int32                  `protobuf:"varint,3,opt,name=actions_done,json=actionsDone,proto3" json:"actions_done,omitempty"`
-	ActionsTotal  int32                  `protobuf:"varint,4,opt,name=actions_total,json=actionsTotal,proto3" json:"actions_total,omitempty"`
-	Worker        string                 `protobuf:"bytes,5,opt,name=worker,proto3" json:"worker,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	RunId   string                 `protobuf:"bytes,1,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
+	Attempt int32                  `protobuf:"varint,2,opt,name=attempt,proto3" json:"attempt,omitempty"`
+	// actions_done counts the actions of this attempt whose rows are written.
+	ActionsDone  int32  `protobuf:"varint,3,opt,name=actions_done,json=actionsDone,proto3" json:"actions_done,omitempty"`
+	ActionsTotal int32  `protobuf:"varint,4,opt,name=actions_total,json=actionsTotal,proto3" json:"actions_total,omitempty"`
+	Worker       string `protobuf:"bytes,5,opt,name=worker,proto3" json:"worker,omitempty"`
+	// running is false when no attempt of the run runs here now (not
+	// started yet, over, or the run is not on this worker).
+	Running bool `protobuf:"varint,6,opt,name=running,proto3" json:"running,omitempty"`
+	// phase is "starting" (claimed, loading the recording and the browser),
+	// "replaying" or "finishing" (the replay returned; uploading, settling).
+	Phase string `protobuf:"bytes,7,opt,name=phase,proto3" json:"phase,omitempty"`
+	// current_action is the action being replayed; unset between actions.
+	CurrentAction *CurrentAction `protobuf:"bytes,8,opt,name=current_action,json=currentAction,proto3" json:"current_action,omitempty"`
+	// started_at_unix_ms is when this attempt started.
+	StartedAtUnixMs int64 `protobuf:"varint,9,opt,name=started_at_unix_ms,json=startedAtUnixMs,proto3" json:"started_at_unix_ms,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *RunStatusResponse) Reset() {
@@ -254,6 +268,95 @@ func (x *RunStatusResponse) GetWorker() string {
 	return ""
 }
 
+func (x *RunStatusResponse) GetRunning() bool {
+	if x != nil {
+		return x.Running
+	}
+	return false
+}
+
+func (x *RunStatusResponse) GetPhase() string {
+	if x != nil {
+		return x.Phase
+	}
+	return ""
+}
+
+func (x *RunStatusResponse) GetCurrentAction() *CurrentAction {
+	if x != nil {
+		return x.CurrentAction
+	}
+	return nil
+}
+
+func (x *RunStatusResponse) GetStartedAtUnixMs() int64 {
+	if x != nil {
+		return x.StartedAtUnixMs
+	}
+	return 0
+}
+
+// CurrentAction is the action a run actor is replaying now.
+type CurrentAction struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Index         int32                  `protobuf:"varint,1,opt,name=index,proto3" json:"index,omitempty"`
+	Id            string                 `protobuf:"bytes,2,opt,name=id,proto3" json:"id,omitempty"`
+	Type          string                 `protobuf:"bytes,3,opt,name=type,proto3" json:"type,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CurrentAction) Reset() {
+	*x = CurrentAction{}
+	mi := &file_actors_messages_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CurrentAction) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CurrentAction) ProtoMessage() {}
+
+func (x *CurrentAction) ProtoReflect() protoreflect.Message {
+	mi := &file_actors_messages_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CurrentAction.ProtoReflect.Descriptor instead.
+func (*CurrentAction) Descriptor() ([]byte, []int) {
+	return file_actors_messages_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *CurrentAction) GetIndex() int32 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+func (x *CurrentAction) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *CurrentAction) GetType() string {
+	if x != nil {
+		return x.Type
+	}
+	return ""
+}
+
 // WorkerInfoRequest asks a worker node's coordinator for its state (the
 // fleet view of GET /api/v1/workers).
 type WorkerInfoRequest struct {
@@ -264,7 +367,7 @@ type WorkerInfoRequest struct {
 
 func (x *WorkerInfoRequest) Reset() {
 	*x = WorkerInfoRequest{}
-	mi := &file_actors_messages_proto_msgTypes[4]
+	mi := &file_actors_messages_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -276,7 +379,7 @@ func (x *WorkerInfoRequest) String() string {
 func (*WorkerInfoRequest) ProtoMessage() {}
 
 func (x *WorkerInfoRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_actors_messages_proto_msgTypes[4]
+	mi := &file_actors_messages_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -289,7 +392,7 @@ func (x *WorkerInfoRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WorkerInfoRequest.ProtoReflect.Descriptor instead.
 func (*WorkerInfoRequest) Descriptor() ([]byte, []int) {
-	return file_actors_messages_proto_rawDescGZIP(), []int{4}
+	return file_actors_messages_proto_rawDescGZIP(), []int{5}
 }
 
 // WorkerInfo is a worker node's own account of itself.
@@ -310,7 +413,7 @@ type WorkerInfo struct {
 
 func (x *WorkerInfo) Reset() {
 	*x = WorkerInfo{}
-	mi := &file_actors_messages_proto_msgTypes[5]
+	mi := &file_actors_messages_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -322,7 +425,7 @@ func (x *WorkerInfo) String() string {
 func (*WorkerInfo) ProtoMessage() {}
 
 func (x *WorkerInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_actors_messages_proto_msgTypes[5]
+	mi := &file_actors_messages_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -335,7 +438,7 @@ func (x *WorkerInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WorkerInfo.ProtoReflect.Descriptor instead.
 func (*WorkerInfo) Descriptor() ([]byte, []int) {
-	return file_actors_messages_proto_rawDescGZIP(), []int{5}
+	return file_actors_messages_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *WorkerInfo) GetName() string {
@@ -405,7 +508,7 @@ type SetDraining struct {
 
 func (x *SetDraining) Reset() {
 	*x = SetDraining{}
-	mi := &file_actors_messages_proto_msgTypes[6]
+	mi := &file_actors_messages_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -417,7 +520,7 @@ func (x *SetDraining) String() string {
 func (*SetDraining) ProtoMessage() {}
 
 func (x *SetDraining) ProtoReflect() protoreflect.Message {
-	mi := &file_actors_messages_proto_msgTypes[6]
+	mi := &file_actors_messages_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -430,7 +533,7 @@ func (x *SetDraining) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetDraining.ProtoReflect.Descriptor instead.
 func (*SetDraining) Descriptor() ([]byte, []int) {
-	return file_actors_messages_proto_rawDescGZIP(), []int{6}
+	return file_actors_messages_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *SetDraining) GetDraining() bool {
@@ -452,13 +555,21 @@ const file_actors_messages_proto_rawDesc = "" +
 	"\x06run_id\x18\x01 \x01(\tR\x05runId\x12\x1a\n" +
 	"\baccepted\x18\x02 \x01(\bR\baccepted\")\n" +
 	"\x10RunStatusRequest\x12\x15\n" +
-	"\x06run_id\x18\x01 \x01(\tR\x05runId\"\xa4\x01\n" +
+	"\x06run_id\x18\x01 \x01(\tR\x05runId\"\xca\x02\n" +
 	"\x11RunStatusResponse\x12\x15\n" +
 	"\x06run_id\x18\x01 \x01(\tR\x05runId\x12\x18\n" +
 	"\aattempt\x18\x02 \x01(\x05R\aattempt\x12!\n" +
 	"\factions_done\x18\x03 \x01(\x05R\vactionsDone\x12#\n" +
 	"\ractions_total\x18\x04 \x01(\x05R\factionsTotal\x12\x16\n" +
-	"\x06worker\x18\x05 \x01(\tR\x06worker\"\x13\n" +
+	"\x06worker\x18\x05 \x01(\tR\x06worker\x12\x18\n" +
+	"\arunning\x18\x06 \x01(\bR\arunning\x12\x14\n" +
+	"\x05phase\x18\a \x01(\tR\x05phase\x12G\n" +
+	"\x0ecurrent_action\x18\b \x01(\v2 .saveaction.actors.CurrentActionR\rcurrentAction\x12+\n" +
+	"\x12started_at_unix_ms\x18\t \x01(\x03R\x0fstartedAtUnixMs\"I\n" +
+	"\rCurrentAction\x12\x14\n" +
+	"\x05index\x18\x01 \x01(\x05R\x05index\x12\x0e\n" +
+	"\x02id\x18\x02 \x01(\tR\x02id\x12\x12\n" +
+	"\x04type\x18\x03 \x01(\tR\x04type\"\x13\n" +
 	"\x11WorkerInfoRequest\"\xd5\x01\n" +
 	"\n" +
 	"WorkerInfo\x12\x12\n" +
@@ -485,22 +596,24 @@ func file_actors_messages_proto_rawDescGZIP() []byte {
 	return file_actors_messages_proto_rawDescData
 }
 
-var file_actors_messages_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
+var file_actors_messages_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
 var file_actors_messages_proto_goTypes = []any{
 	(*CancelRun)(nil),         // 0: saveaction.actors.CancelRun
 	(*CancelRunResponse)(nil), // 1: saveaction.actors.CancelRunResponse
 	(*RunStatusRequest)(nil),  // 2: saveaction.actors.RunStatusRequest
 	(*RunStatusResponse)(nil), // 3: saveaction.actors.RunStatusResponse
-	(*WorkerInfoRequest)(nil), // 4: saveaction.actors.WorkerInfoRequest
-	(*WorkerInfo)(nil),        // 5: saveaction.actors.WorkerInfo
-	(*SetDraining)(nil),       // 6: saveaction.actors.SetDraining
+	(*CurrentAction)(nil),     // 4: saveaction.actors.CurrentAction
+	(*WorkerInfoRequest)(nil), // 5: saveaction.actors.WorkerInfoRequest
+	(*WorkerInfo)(nil),        // 6: saveaction.actors.WorkerInfo
+	(*SetDraining)(nil),       // 7: saveaction.actors.SetDraining
 }
 var file_actors_messages_proto_depIdxs = []int32{
-	0, // [0:0] is the sub-list for method output_type
-	0, // [0:0] is the sub-list for method input_type
-	0, // [0:0] is the sub-list for extension type_name
-	0, // [0:0] is the sub-list for extension extendee
-	0, // [0:0] is the sub-list for field type_name
+	4, // 0: saveaction.actors.RunStatusResponse.current_action:type_name -> saveaction.actors.CurrentAction
+	1, // [1:1] is the sub-list for method output_type
+	1, // [1:1] is the sub-list for method input_type
+	1, // [1:1] is the sub-list for extension type_name
+	1, // [1:1] is the sub-list for extension extendee
+	0, // [0:1] is the sub-list for field type_name
 }
 
 func init() { file_actors_messages_proto_init() }
@@ -514,7 +627,7 @@ func file_actors_messages_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_actors_messages_proto_rawDesc), len(file_actors_messages_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   7,
+			NumMessages:   8,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

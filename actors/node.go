@@ -2,6 +2,7 @@ package actors
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -113,6 +114,49 @@ func (c *Canceller) CancelRun(ctx context.Context, run *persistence.Run, timeout
 		case <-t.C:
 		}
 	}
+}
+
+// RunStatus asks the owner of a running run what its current attempt is
+// doing: through the cluster when there is one (the coordinator of the
+// live member named by the run's worker passes the question to the run's
+// actor), else the actor at the address stored on the run. It waits at
+// most timeout; an owner that does not answer (dead, partitioned, frozen)
+// is an error, and so is one that runs no attempt of the run or another
+// attempt than the row's (the caller then reads the database).
+func (c *Canceller) RunStatus(ctx context.Context, run *persistence.Run, timeout time.Duration) (*RunStatusResponse, error) {
+	if d, ok := ctx.Deadline(); ok && time.Until(d) < timeout {
+		timeout = time.Until(d)
+	}
+	if timeout <= 0 {
+		return nil, context.DeadlineExceeded
+	}
+	msg := &RunStatusRequest{RunId: run.ID.String()}
+	var f *actor.Future
+	if c.Route != nil && run.WorkerNode != "" {
+		if from, pid, ok := c.Route(run.WorkerNode); ok {
+			f = from.Root.RequestFuture(pid, msg, timeout)
+		}
+	}
+	if f == nil {
+		if run.ActorID == "" {
+			return nil, errors.New("the run has no owner")
+		}
+		f = c.System.Root.RequestFuture(actor.NewPID(run.ActorAddress, run.ActorID), msg, timeout)
+	}
+	res, err := f.Result()
+	if err != nil {
+		return nil, fmt.Errorf("ask the owner %s: %w", run.WorkerNode, err)
+	}
+	st, ok := res.(*RunStatusResponse)
+	switch {
+	case !ok:
+		return nil, fmt.Errorf("ask the owner %s: unexpected answer %T", run.WorkerNode, res)
+	case !st.Running:
+		return nil, fmt.Errorf("the owner %s runs no attempt of the run", run.WorkerNode)
+	case int(st.Attempt) != run.Attempt:
+		return nil, fmt.Errorf("the owner %s runs attempt %d, the run is at %d", run.WorkerNode, st.Attempt, run.Attempt)
+	}
+	return st, nil
 }
 
 // minLevel drops records below min.

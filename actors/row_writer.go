@@ -45,10 +45,12 @@ func (w *rowWriter) ActionStarted(i int, a *recording.Action) {
 		w.log().Debug("action started", "index", i, "action", a.ID, "type", a.Type)
 	}
 	w.a.d.publish(w.run.ID, queue.ActionStarted(w.run.Attempt, i, a.ID, a.Type))
+	w.sys.Root.Send(w.self, &actionBegan{cur: &CurrentAction{Index: int32(i), Id: a.ID, Type: a.Type}})
 }
 
 // ActionDone implements browser.Observer.
 func (w *rowWriter) ActionDone(r browser.ActionResult) {
+	w.sys.Root.Send(w.self, &actionEnded{index: r.Index})
 	if r.Status != persistence.ActionSkipped {
 		w.a.d.Metrics.ActionDuration.WithLabelValues(r.ActionType).Observe(float64(r.DurationMs) / 1000)
 	}

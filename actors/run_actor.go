@@ -35,7 +35,12 @@ type (
 		total int
 	}
 	actionProgress struct{ done int }
-	attemptDone    struct {
+	// actionBegan and actionEnded track the action being replayed, and
+	// replayOver the end of the replay, for the live status.
+	actionBegan struct{ cur *CurrentAction }
+	actionEnded struct{ index int }
+	replayOver  struct{}
+	attemptDone struct {
 		crash error
 		// run is the attempt this execution started, nil when it started
 		// none (the run was settled or left to another owner).
@@ -70,9 +75,14 @@ type runActor struct {
 
 	run         *persistence.Run // the attempt started, once known
 	total, done int
-	cancel      context.CancelCauseFunc
-	finished    bool
-	crash       error
+	// What the attempt is doing now (RunStatusRequest): its phase, the
+	// action being replayed (nil between actions) and when it started.
+	phase     string
+	current   *CurrentAction
+	startedAt time.Time
+	cancel    context.CancelCauseFunc
+	finished  bool
+	crash     error
 }
 
 func newRunActor(d *Deps, e queue.Entry, deadOwner string) actor.Producer {
@@ -103,8 +113,22 @@ func (a *runActor) Receive(ctx actor.Context) {
 		a.log().Warn("run restarts on a fresh browser", "error", a.crash)
 	case *attemptStarted:
 		a.run, a.total = msg.run, msg.total
+		a.phase, a.startedAt = "starting", time.Now()
+		if msg.run.StartedAt != nil {
+			a.startedAt = *msg.run.StartedAt
+		}
 	case *actionProgress:
 		a.done = msg.done
+	case *actionBegan:
+		if a.phase != "finishing" {
+			a.phase, a.current = "replaying", msg.cur
+		}
+	case *actionEnded:
+		if a.current != nil && int(a.current.Index) == msg.index {
+			a.current = nil
+		}
+	case *replayOver:
+		a.phase, a.current = "finishing", nil
 	case *CancelRun:
 		accepted := a.cancel != nil && !a.finished
 		if accepted {
@@ -115,8 +139,7 @@ func (a *runActor) Receive(ctx actor.Context) {
 		}
 	case *RunStatusRequest:
 		if ctx.Sender() != nil {
-			ctx.Respond(&RunStatusResponse{RunId: a.entry.RunID.String(), Attempt: int32(a.attempt()),
-				ActionsDone: int32(a.done), ActionsTotal: int32(a.total), Worker: a.d.Worker})
+			ctx.Respond(a.status())
 		}
 	case *handBack:
 		if a.cancel != nil && !a.finished {
@@ -146,6 +169,22 @@ func (a *runActor) Receive(ctx actor.Context) {
 				msg: "browser crashed: " + a.crash.Error()})
 		}
 	}
+}
+
+// status is what the current attempt is doing now; Running is false when
+// none runs here (not started yet, or over).
+func (a *runActor) status() *RunStatusResponse {
+	st := &RunStatusResponse{RunId: a.entry.RunID.String(), Attempt: int32(a.attempt()), Worker: a.d.Worker,
+		Running: a.run != nil && a.phase != "" && !a.finished && a.crash == nil}
+	if !st.Running {
+		return st
+	}
+	st.ActionsDone, st.ActionsTotal, st.Phase = int32(a.done), int32(a.total), a.phase
+	st.StartedAtUnixMs = a.startedAt.UnixMilli()
+	if a.current != nil {
+		st.CurrentAction = &CurrentAction{Index: a.current.Index, Id: a.current.Id, Type: a.current.Type}
+	}
+	return st
 }
 
 // execute runs one attempt off the mailbox and reports back as a message.
@@ -349,6 +388,7 @@ func (a *runActor) runAttempt(ctx context.Context, sys *actor.ActorSystem, self 
 			d.Metrics.RunsActive.Inc()
 			res = d.Replayer.Replay(runCtx, rec, bopts, obs)
 			d.Metrics.RunsActive.Dec()
+			sys.Root.Send(self, &replayOver{})
 			if res.Crashed && context.Cause(runCtx) == nil {
 				done.crash = errors.New(res.ErrorMessage)
 				return
@@ -379,6 +419,7 @@ func (a *runActor) runAttempt(ctx context.Context, sys *actor.ActorSystem, self 
 		d.Metrics.RunsActive.Inc()
 		res = h.Browser().Replay(runCtx, rec, bopts, obs)
 		d.Metrics.RunsActive.Dec()
+		sys.Root.Send(self, &replayOver{})
 		// A browser killed on purpose (cancel, hand-back, lost lease) is no crash.
 		crashed := res.Crashed && context.Cause(runCtx) == nil
 		h.Release(crashed)

@@ -32,6 +32,7 @@ import (
 	"github.com/asynkron/protoactor-go/remote"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
+	"google.golang.org/protobuf/types/known/emptypb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 )
 
@@ -176,6 +177,11 @@ const (
 	// checkEvery is how often a member asks the others whether they still
 	// list it.
 	checkEvery = 5 * time.Second
+	// clientCheck is how often an API node (a client) compares its view
+	// with a worker's; clientEmptyRejoin bounds how often one that lists no
+	// worker at all joins again to look afresh.
+	clientCheck       = 2 * time.Second
+	clientEmptyRejoin = 30 * time.Second
 )
 
 // probeName is the actor, on every worker member's membership system, that
@@ -265,6 +271,9 @@ func (n *Node) Start(ctx context.Context) error {
 		n.wg.Add(2)
 		go n.watchStall()
 		go n.watchListed()
+	} else {
+		n.wg.Add(1)
+		go n.watchView()
 	}
 	if n.opts.Maintenance != nil {
 		n.wg.Add(1)
@@ -393,6 +402,21 @@ func (n *Node) leave() {
 		func() {
 			defer func() { _ = recover() }()
 			c.Shutdown(false)
+		}()
+		// A client's cluster has no gossip, and its Shutdown panics before
+		// it stops the remote: stop the system and the remote here too, so
+		// the port is free for the next join.
+		func() {
+			defer func() { _ = recover() }()
+			if !c.ActorSystem.IsStopped() {
+				c.ActorSystem.Shutdown()
+			}
+		}()
+		func() {
+			defer func() { _ = recover() }()
+			if c.Remote != nil {
+				c.Remote.Shutdown(false)
+			}
 		}()
 	}
 }
@@ -545,11 +569,110 @@ func (n *Node) unlistedBy(peers []Member) bool {
 	return false
 }
 
-// probe answers whether a member id is in this node's view.
+// watchView is an API node's (a client's) check of its own view: a client
+// answers no probe, and protoactor blocks for good every member its view
+// saw leave, so a worker dropped by this node's view alone (a health poll
+// that timed out here only, this process frozen or overloaded) would stay
+// out of its fleet view and cancel routes. Every clientCheck it asks a
+// worker it lists for that worker's view; when the worker lists a worker
+// member this node does not, twice in a row, or this node lists no worker
+// at two checks in a row (at most every clientEmptyRejoin), it joins again
+// as a fresh client, which forgets what it blocked. A client has no runs:
+// joining again costs a moment without routes (cancel falls back to the
+// stored actor address and the lease flag).
+func (n *Node) watchView() {
+	defer n.wg.Done()
+	t := time.NewTicker(clientCheck)
+	defer t.Stop()
+	var missing map[string]bool // worker members a peer listed and this node did not, last check
+	empty := 0
+	var emptyRejoin time.Time
+	for {
+		select {
+		case <-n.stop:
+			return
+		case <-t.C:
+		}
+		mine := n.Workers()
+		if len(mine) == 0 {
+			missing = nil
+			if empty++; empty >= 2 && time.Since(emptyRejoin) >= clientEmptyRejoin {
+				empty, emptyRejoin = 0, time.Now()
+				n.log.Info("this API node lists no worker: joining the cluster again to look afresh")
+				n.rejoinClient()
+			}
+			continue
+		}
+		empty = 0
+		theirs, ok := n.viewOf(mine)
+		if !ok {
+			continue // no answer says nothing
+		}
+		listed := map[string]bool{}
+		for _, m := range n.Members() {
+			listed[m.ID] = true
+		}
+		now, again := map[string]bool{}, []string{}
+		for _, id := range theirs {
+			if WorkerOf(id) == "" || listed[id] {
+				continue
+			}
+			now[id] = true
+			if missing[id] {
+				again = append(again, id)
+			}
+		}
+		missing = now
+		if len(again) == 0 {
+			continue
+		}
+		missing = nil
+		n.log.Warn("a worker lists members this API node's view dropped: joining the cluster again", "missing", strings.Join(again, ","))
+		n.rejoinClient()
+	}
+}
+
+// rejoinClient joins again as a fresh client.
+func (n *Node) rejoinClient() {
+	n.rejoinMu.Lock()
+	defer n.rejoinMu.Unlock()
+	n.rejoin()
+}
+
+// viewOf asks the given workers, one after the other until one answers,
+// for the member ids in its view.
+func (n *Node) viewOf(peers []Member) ([]string, bool) {
+	sys := n.System()
+	if sys == nil {
+		return nil, false
+	}
+	for _, m := range peers {
+		res, err := sys.Root.RequestFuture(actor.NewPID(m.Address, probeName), &emptypb.Empty{}, probeTimeout).Result()
+		if v, ok := res.(*wrapperspb.StringValue); err == nil && ok {
+			if v.Value == "" {
+				return nil, true
+			}
+			return strings.Split(v.Value, "\n"), true
+		}
+	}
+	return nil, false
+}
+
+// probe answers whether a member id is in this node's view, or with the
+// whole view.
 type probe struct{ n *Node }
 
-// Receive answers *wrapperspb.StringValue (a member id) with a BoolValue.
+// Receive answers *wrapperspb.StringValue (a member id) with a BoolValue,
+// and *emptypb.Empty with the member ids of this node's view, one a line.
 func (p *probe) Receive(ctx actor.Context) {
+	if _, ok := ctx.Message().(*emptypb.Empty); ok && ctx.Sender() != nil {
+		var ids []string
+		for _, m := range p.n.Members() {
+			ids = append(ids, m.ID)
+		}
+		ctx.Respond(wrapperspb.String(strings.Join(ids, "\n")))
+		return
+	}
 	if q, ok := ctx.Message().(*wrapperspb.StringValue); ok && ctx.Sender() != nil {
 		p.n.mu.Lock()
 		_, listed := p.n.members[q.Value]

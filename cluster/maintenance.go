@@ -19,8 +19,9 @@ const maintenancePoke = time.Second
 
 // maintenanceIdle is how long an activation goes without a poke before it
 // stops its work: the identity is then placed elsewhere (the topology
-// changed), so at most this long two members overlap. The reconciler's
-// passes are idempotent and take a Redis lock, so an overlap does no harm.
+// changed), so at most this long two members overlap. The passes of the
+// reconciler and of artifact retention are idempotent and each takes a
+// Redis lock, so an overlap does no harm.
 const maintenanceIdle = 3 * maintenancePoke
 
 // pokeMaintenance sends the maintenance identity a poke every

@@ -103,6 +103,9 @@ type Config struct {
 	// random secret of this process, so links work on this node only
 	// until it restarts.
 	ArtifactLinkSecret []byte
+	// Owners reaches the owner of a running run for its live status (GET
+	// /runs/:id/live). Nil: the live status is read from PostgreSQL.
+	Owners RunOwners
 	// Fleet reaches the worker nodes (GET /workers, drain, resume). Nil
 	// means this node sees none.
 	Fleet Fleet
@@ -136,6 +139,7 @@ type server struct {
 	artifacts  artifacts.Store
 	linkSecret []byte
 	fleet      Fleet
+	owners     RunOwners
 	tokens     *tokenCache // nil: no cache
 	estimates  estimateCache
 	// limiterOffUntil (unix ns) pauses the shared (Redis) rate limiting
@@ -170,6 +174,7 @@ func New(cfg Config) (*fiber.App, error) {
 		artifacts:  cfg.Artifacts,
 		linkSecret: cfg.ArtifactLinkSecret,
 		fleet:      cfg.Fleet,
+		owners:     cfg.Owners,
 	}
 	if len(s.linkSecret) == 0 {
 		s.linkSecret = make([]byte, 32)
@@ -273,6 +278,7 @@ func (s *server) routes(app *fiber.App) {
 	v1.Get("/runs/:id", s.guard(persistence.ScopeRunsRead), s.getRun)
 	v1.Get("/runs/:id/actions", s.guard(persistence.ScopeRunsRead), s.listRunActions)
 	v1.Get("/runs/:id/events", s.guard(persistence.ScopeRunsRead), s.runEvents)
+	v1.Get("/runs/:id/live", s.guard(persistence.ScopeRunsRead), s.liveRun)
 	v1.Post("/runs/:id/cancel", s.guard(persistence.ScopeRunsExecute), s.cancelRun)
 	v1.Post("/runs/:id/retry", s.guard(persistence.ScopeRunsExecute), s.retryRun)
 	v1.Delete("/runs/:id", s.guard(persistence.ScopeRunsExecute), s.deleteRun)

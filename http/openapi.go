@@ -227,6 +227,11 @@ func openAPIPaths() obj {
 			nil, map[string]obj{
 				"200": {"description": "the event stream", "content": obj{"text/event-stream": obj{"schema": str("id: <id>\nevent: <name>\ndata: <JSON>\n\n per event")}}},
 				"400": bad, "404": runNotFound, "503": errReply("QUEUE_UNAVAILABLE: events are not served by this node")})},
+		"/api/v1/runs/{id}/live": obj{"get": operation("runs",
+			"What a run is doing now: for a running run its owner answers (through the cluster, within about 1 s) with "+
+				"source \"owner\"; otherwise, or when the owner does not answer, PostgreSQL does, with source \"database\"",
+			persistence.ScopeRunsRead, []obj{runID}, nil,
+			map[string]obj{"200": reply("live status", envelope(ref("LiveRun"))), "400": bad, "404": runNotFound})},
 		"/api/v1/runs/{id}/cancel": obj{"post": operation("runs", "Cancel a queued or running run", persistence.ScopeRunsExecute,
 			[]obj{runID}, nil, map[string]obj{
 				"200": reply("cancelled (the final run)", envelope(ref("Run"))),
@@ -319,6 +324,16 @@ func openAPISchemas() obj {
 			"name": str("WORKER_NAME"), "address": str("actor address host:port"), "version": str(""),
 			"startedAt": t(""), "slots": intT, "busy": intT, "runs": strs,
 			"state": enumOf("", "active", "draining"), "lastSeenAt": t("when this node last answered"),
+		}),
+		"LiveRun": object([]string{"runId", "status", "attempt", "worker", "source", "actionsTotal", "actionsDone"}, obj{
+			"runId": str(""), "status": str("the run's status"), "attempt": intT, "worker": str("the worker running (or that ran) the attempt"),
+			"source":       enumOf("who answered", LiveFromOwner, LiveFromDatabase),
+			"phase":        obj{"type": []string{"string", "null"}, "enum": []any{"starting", "replaying", "finishing", nil}, "description": "owner only"},
+			"actionsTotal": intT, "actionsDone": obj{"type": "integer", "description": "actions of the current attempt whose rows are written"},
+			"currentAction": obj{"description": "owner only: the action being replayed, null between actions",
+				"oneOf": []obj{{"type": "null"}, object([]string{"index", "id", "type"}, obj{"index": intT, "id": str(""), "type": str("")})}},
+			"startedAt": nt("when the current attempt started"), "elapsedMs": nullable("integer", "since startedAt (until completion once final)"),
+			"note": str("database only: why the owner was not asked or did not answer"),
 		}),
 		"Fleet": object([]string{"workers", "clustered"}, obj{
 			"workers": arrayOf(ref("Worker")), "clustered": boolT, "note": str("set when no cluster is configured"),

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -102,25 +103,62 @@ func measureKills(t *testing.T, provider string, kills int) {
 		provider, kills, pct(detect, 50), pct(detect, 95), pct(restart, 50), pct(restart, 95), pct(join, 50), pct(join, 95))
 }
 
-// measureJoinAndCancel times a new worker taking a queued run (the others
-// drained) and a cancel of a running run through the cluster's remote.
+// measureJoinAndCancel times a new worker taking work after it starts
+// (process start to the first run started on it, with a run queued and the
+// other workers drained; p50 over starts) and a cancel of a running run
+// through the cluster's remote.
 func measureJoinAndCancel(t *testing.T, provider string) {
-	ct := newClusterTest(t, provider, 2, "LEASE_SECONDS=30")
+	const starts = 5
+	ct := newClusterTest(t, provider, starts+1, "LEASE_SECONDS=30")
 	ct.worker("jc-0", append(ct.workerEnv(0), "WORKER_CONCURRENCY=1")...)
 	ct.waitWorkers(60*time.Second, "jc-0")
 	ct.ops.call("POST", "/api/v1/workers/jc-0/drain", nil, 200, nil)
-	id := ct.createRun(ct.slowRecording(2), map[string]any{"timingMode": "instant"})
-	started := time.Now()
-	ct.worker("jc-1", append(ct.workerEnv(1), "WORKER_CONCURRENCY=1")...)
-	ct.waitFor(id, 60*time.Second, "taken by the new worker", func(r runView) bool { return r.WorkerNode == "jc-1" })
-	t.Logf("%s: a new worker took a queued run %s after its process started", provider, time.Since(started))
+	db, err := persistence.Open(context.Background(), ct.dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var took []time.Duration
+	for i := 1; i <= starts; i++ {
+		name := fmt.Sprintf("jc-%d", i)
+		id := ct.createRun(ct.slowRecording(2), map[string]any{"timingMode": "instant"})
+		time.Sleep(500 * time.Millisecond) // queued, nobody to take it
+		started := time.Now()
+		p := ct.worker(name, append(ct.workerEnv(i), "WORKER_CONCURRENCY=1")...)
+		ct.waitFor(id, 60*time.Second, "taken by the new worker", func(r runView) bool { return r.WorkerNode == name })
+		var at time.Time
+		if err := db.NewRaw("SELECT started_at FROM runs WHERE id = ?", id).Scan(context.Background(), &at); err != nil {
+			t.Fatal(err)
+		}
+		took = append(took, at.Sub(started))
+		t.Logf("%s: %s started its first run %s after its process started (joined the cluster at %s, worker started at %s)",
+			provider, name, at.Sub(started).Round(time.Millisecond), logAt(p, `"joined the cluster"`, started), logAt(p, `"worker started"`, started))
+		ct.waitFor(id, 60*time.Second, "finished", func(r runView) bool { return persistence.IsTerminal(persistence.Status(r.Status)) })
+		ct.ops.call("POST", "/api/v1/workers/"+name+"/drain", nil, 200, nil)
+	}
+	t.Logf("%s: a new worker started its first (queued) run after its process started: p50 %s, min %s, max %s over %d starts %v",
+		provider, pct(took, 50), pct(took, 0), pct(took, 100), starts, took)
 
-	id = ct.createRun(ct.slowRecording(20), map[string]any{"timingMode": "realistic", "timeout": 5000})
+	ct.ops.call("POST", fmt.Sprintf("/api/v1/workers/jc-%d/resume", starts), nil, 200, nil)
+	id := ct.createRun(ct.slowRecording(20), map[string]any{"timingMode": "realistic", "timeout": 5000})
 	ct.waitFor(id, 60*time.Second, "running", func(r runView) bool { return r.Status == "running" })
 	at := time.Now()
 	ct.api.call("POST", "/api/v1/runs/"+id+"/cancel", nil, 200, nil)
 	ct.waitFor(id, 10*time.Second, "cancelled", func(r runView) bool { return r.Status == "cancelled" })
 	t.Logf("%s: cancel of a running run answered and settled %s after the request", provider, time.Since(at))
+}
+
+// logAt is when p first logged a line containing what, after start.
+func logAt(p *proc, what string, start time.Time) string {
+	for _, line := range strings.Split(p.logs.String(), "\n") {
+		var l struct {
+			Time time.Time `json:"timestamp"`
+		}
+		if strings.Contains(line, what) && json.Unmarshal([]byte(line), &l) == nil {
+			return l.Time.Sub(start).Round(time.Millisecond).String()
+		}
+	}
+	return "?"
 }
 
 func pct(d []time.Duration, p int) time.Duration {

@@ -390,10 +390,13 @@ func TestClusterDrainAndResume(t *testing.T) {
 	}
 }
 
-// The maintenance singleton (the reconciler) runs on exactly one member and
-// moves to a survivor when its node is killed.
+// The maintenance singleton (the reconciler and artifact retention) runs on
+// exactly one member and moves to a survivor when its node is killed.
+// Retention makes a pass every second here: only the singleton's node logs
+// passes (a worker without the singleton runs none, not even one that
+// finds the lock free), and after the kill only the survivor it moved to.
 func TestClusterMaintenanceSingletonMoves(t *testing.T) {
-	ct := newClusterTest(t, "automanaged", 3, "LEASE_SECONDS=30")
+	ct := newClusterTest(t, "automanaged", 3, "LEASE_SECONDS=30", "RETENTION_SCHEDULE=@every 1s")
 	names := []string{"ms-a", "ms-b", "ms-c"}
 	procs := map[string]*proc{}
 	for i, n := range names {
@@ -410,6 +413,7 @@ func TestClusterMaintenanceSingletonMoves(t *testing.T) {
 		}
 		return out
 	}
+	passes := func(n string) int { return strings.Count(procs[n].logs.String(), `"artifact retention pass"`) }
 	deadline := time.Now().Add(20 * time.Second)
 	for len(holders(names)) == 0 && time.Now().Before(deadline) {
 		time.Sleep(100 * time.Millisecond)
@@ -417,6 +421,19 @@ func TestClusterMaintenanceSingletonMoves(t *testing.T) {
 	first := holders(names)
 	if len(first) != 1 {
 		t.Fatalf("maintenance runs on %v, want exactly one member", first)
+	}
+	// Retention passes on the singleton's node, and on no other.
+	deadline = time.Now().Add(20 * time.Second)
+	for passes(first[0]) < 3 && time.Now().Before(deadline) {
+		time.Sleep(100 * time.Millisecond)
+	}
+	for _, n := range names {
+		if n == first[0] && passes(n) < 3 {
+			t.Fatalf("retention made %d passes on %s, the singleton's node, within 20 s; want 3 or more", passes(n), n)
+		}
+		if n != first[0] && passes(n) != 0 {
+			t.Fatalf("retention made %d passes on %s, not the singleton's node (%s)", passes(n), n, first[0])
+		}
 	}
 	if err := procs[first[0]].cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
@@ -437,6 +454,19 @@ func TestClusterMaintenanceSingletonMoves(t *testing.T) {
 		t.Fatalf("after killing %s maintenance runs on %v, want exactly one survivor", first[0], moved)
 	}
 	t.Logf("maintenance moved from %s to %s %s after kill -9", first[0], moved[0], time.Since(killedAt))
+	deadline = time.Now().Add(20 * time.Second)
+	for passes(moved[0]) < 2 && time.Now().Before(deadline) {
+		time.Sleep(100 * time.Millisecond)
+	}
+	for _, n := range survivors {
+		if n == moved[0] && passes(n) < 2 {
+			t.Fatalf("retention made %d passes on %s, where the singleton moved, within 20 s; want 2 or more", passes(n), n)
+		}
+		if n != moved[0] && passes(n) != 0 {
+			t.Fatalf("retention made %d passes on %s, never the singleton's node", passes(n), n)
+		}
+	}
+	t.Logf("retention passes: %s %d before the kill, %s %d after", first[0], passes(first[0]), moved[0], passes(moved[0]))
 }
 
 // A worker that leaves the cluster with runs that were cancel-requested

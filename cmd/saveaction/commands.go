@@ -186,7 +186,10 @@ func workerCmd(ctx context.Context, args []string) error {
 	rec := newReconciler(b, m)
 	holder := rec.HoldsLock
 	if cfg.Cluster.Enabled() {
-		node, membership := clusterService(cfg, sys, log, &worker, rec.Run)
+		// The reconciler and artifact retention run as the cluster's one
+		// maintenance identity, each keeping its Redis lock as the fence
+		// for the overlap of a topology change.
+		node, membership := clusterService(cfg, sys, log, &worker, maintenance(rec.Run, newRetention(b).Run))
 		holder = func(context.Context) bool { return node.MaintenanceHere() }
 		svcs = append(svcs, membership)
 		ownAddrs = func() []string { return []string{node.System().Address()} }
@@ -197,9 +200,8 @@ func workerCmd(ctx context.Context, args []string) error {
 	}
 	svcs = append(svcs, workerService(b, sys, reg, m, cfg.MetricsPort != 0, &worker, ownAddrs))
 	if !cfg.Cluster.Enabled() {
-		svcs = append(svcs, reconcilerService(b, m))
+		svcs = append(svcs, reconcilerService(b, m), retentionService(b))
 	}
-	svcs = append(svcs, retentionService(b))
 	return service.NewGroup(log, svcs...).Run(ctx)
 }
 

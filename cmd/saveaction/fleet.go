@@ -11,6 +11,7 @@ import (
 	"github.com/saveaction/runner/actors"
 	"github.com/saveaction/runner/cluster"
 	api "github.com/saveaction/runner/http"
+	"github.com/saveaction/runner/persistence"
 )
 
 // askTimeout bounds one question to a worker node; a node that does not
@@ -73,6 +74,28 @@ func (f clusterFleet) SetDraining(ctx context.Context, name string, draining boo
 		return api.Worker{}, fmt.Errorf("drain %s: %w", name, err)
 	}
 	return workerView(wi, m.Address), nil
+}
+
+// runOwners asks a running run's owner for its live status, by the same
+// routes as cancel.
+type runOwners struct {
+	c *actors.Canceller
+}
+
+func (o runOwners) RunStatus(ctx context.Context, run *persistence.Run, timeout time.Duration) (api.OwnerStatus, error) {
+	st, err := o.c.RunStatus(ctx, run, timeout)
+	if err != nil {
+		return api.OwnerStatus{}, err
+	}
+	out := api.OwnerStatus{Attempt: int(st.Attempt), Worker: st.Worker, Phase: st.Phase,
+		ActionsTotal: int(st.ActionsTotal), ActionsDone: int(st.ActionsDone)}
+	if st.StartedAtUnixMs != 0 {
+		out.StartedAt = time.UnixMilli(st.StartedAtUnixMs).UTC()
+	}
+	if a := st.CurrentAction; a != nil {
+		out.CurrentAction = &api.LiveAction{Index: int(a.Index), ID: a.Id, Type: a.Type}
+	}
+	return out, nil
 }
 
 // localFleet is the fleet view of a node without a cluster: the worker in

@@ -13,6 +13,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -210,8 +211,9 @@ func (l redisLogger) Printf(ctx context.Context, format string, v ...any) {
 	l.log.DebugContext(ctx, fmt.Sprintf(format, v...), "component", "go-redis")
 }
 
-// apiServer is the REST API as a component.
-func apiServer(b *backends, canceller api.Canceller, reg *prometheus.Registry, fleet api.Fleet) (*service.Server, error) {
+// apiServer is the REST API as a component. canceller reaches the owners
+// of running runs, for cancel and for their live status.
+func apiServer(b *backends, canceller *actors.Canceller, reg *prometheus.Registry, fleet api.Fleet) (*service.Server, error) {
 	// Ends before Fiber's shutdown, which would otherwise wait for every
 	// open event stream.
 	life, stopStreams := context.WithCancel(context.Background())
@@ -221,6 +223,7 @@ func apiServer(b *backends, canceller api.Canceller, reg *prometheus.Registry, f
 		DB:                 b.db,
 		Dispatcher:         b.queue,
 		Canceller:          canceller,
+		Owners:             runOwners{c: canceller},
 		Redis:              b.rdb,
 		RedisPrefix:        b.cfg.RedisPrefix,
 		Logger:             b.log,
@@ -393,12 +396,31 @@ func newRetention(b *backends) *actors.Retention {
 }
 
 // retentionService removes expired artifacts and orphans on
-// RETENTION_SCHEDULE (one node at a time, under a Redis lock).
+// RETENTION_SCHEDULE (one node at a time, under a Redis lock), on a node
+// without a cluster; in a cluster retention runs in the maintenance
+// singleton.
 func retentionService(b *backends) service.Service {
 	r := newRetention(b)
 	return service.New("artifact retention", service.Funcs{
 		Run: func(ctx context.Context) error { r.Run(ctx); return nil },
 	})
+}
+
+// maintenance is the work of the cluster's maintenance singleton: every
+// loop runs until ctx ends (the activation stops or moves), and it returns
+// when all have.
+func maintenance(loops ...func(context.Context)) func(context.Context) {
+	return func(ctx context.Context) {
+		var wg sync.WaitGroup
+		for _, loop := range loops {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				loop(ctx)
+			}()
+		}
+		wg.Wait()
+	}
 }
 
 // newReconciler is the reconciler of this node's configuration.
@@ -412,7 +434,8 @@ func newReconciler(b *backends, m *actors.Metrics) *actors.Reconciler {
 // fresh member id, so that system is replaced while sys and its runs go on);
 // sys keeps its remote from remoteService. A worker is a member: when
 // another worker leaves, its pending runs are claimed at once, and the
-// reconciler runs as the cluster's one maintenance identity; other nodes
+// reconciler and artifact retention run as the cluster's one maintenance
+// identity; other nodes
 // reach its coordinator at its member's address. An API node (worker nil)
 // is a client that sees the members for the fleet view and cancels.
 func clusterService(cfg *Config, sys *actor.ActorSystem, log *slog.Logger, worker *atomic.Pointer[actors.Worker], maintenance func(context.Context)) (*cluster.Node, service.Service) {
