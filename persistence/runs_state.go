@@ -644,6 +644,45 @@ func (s *Runs) SetJob(ctx context.Context, id uuid.UUID, queueName, entryID stri
 	return nil
 }
 
+// StillAdrift reports whether run is still as a reconciler listed it: in
+// the same status and attempt, dispatched by the same entry, and, when
+// running, with its lease ended by the database's clock. The reconciler
+// asks after it found the entry gone: a run pulled, run and acked between
+// the listing and that look is no longer queued (or no longer at that
+// attempt), and must not be given a fresh entry.
+func (s *Runs) StillAdrift(ctx context.Context, run *Run) (bool, error) {
+	q := s.DB.NewSelect().Model((*Run)(nil)).
+		Where("id = ?", run.ID).
+		Where("status = ?", run.Status).
+		Where("attempt = ?", run.Attempt).
+		Where("job_id = ?", run.JobID)
+	if run.Status == StatusRunning {
+		q = q.Where("lease_expires_at < now()")
+	}
+	ok, err := q.Exists(ctx)
+	if err != nil {
+		return false, fmt.Errorf("look again at run %s: %w", run.ID, err)
+	}
+	return ok, nil
+}
+
+// ReplaceJob records entryID as the stream entry that dispatches run id in
+// place of prev: a compare-and-set on the entry, ErrStale when the run's
+// entry is no longer prev (another node gave it one meanwhile). The run's
+// status is not compared: the only entry that can move a run between a
+// reconciler's look and this write is the new entry itself, which is then
+// rightly the one recorded.
+func (s *Runs) ReplaceJob(ctx context.Context, id uuid.UUID, queueName, prev, entryID string) error {
+	res, err := s.DB.NewUpdate().Model((*Run)(nil)).
+		Set("queue_name = ?", queueName).
+		Set("job_id = ?", entryID).
+		Set("updated_at = ?", s.now()).
+		Where("id = ?", id).
+		Where("job_id = ?", prev).
+		Exec(ctx)
+	return affected(res, err, ErrStale, "record job of run %s", id)
+}
+
 func nullString(s string) *string {
 	if s == "" {
 		return nil
