@@ -27,9 +27,11 @@ type ageSample struct {
 	node          string  // the worker that exported them
 	depth, age    float64 // saveaction_queue_depth, saveaction_queue_oldest_age_seconds
 	live, queued  int     // runs queued or running, queued
-	liveAge       float64 // age of the entry of the oldest live run (what the stream should hold)
+	liveAge       float64 // age of the entry of the oldest live run (what the stream should hold), after the scrape
+	liveAgeBefore float64 // the same, before the scrape
+	liveBefore    int     // runs queued or running before the scrape
 	queuedWaiting float64 // how long the oldest queued run has waited since it was created
-	skew          float64 // seconds between the scrape's start and the truth's end
+	skew          float64 // seconds between the first truth's start and the second's end
 }
 
 // ageSampler samples the fleet's queue gauges every interval until stopped.
@@ -95,6 +97,13 @@ func (s *ageSampler) once(db *sql.DB) {
 		miss()
 		return
 	}
+	// The truth is read before and after the scrape, which lies between.
+	var smp ageSample
+	if err := truth(ctx, db, &smp); err != nil {
+		miss()
+		return
+	}
+	smp.liveAgeBefore, smp.liveBefore = smp.liveAge, smp.live
 	g, err := d.scrapeGauges(ctx, port)
 	if err != nil {
 		miss()
@@ -106,15 +115,7 @@ func (s *ageSampler) once(db *sql.DB) {
 		miss()
 		return
 	}
-	var smp ageSample
-	err = db.QueryRowContext(ctx, `SELECT
-		count(*) FILTER (WHERE status IN ('queued','running')),
-		count(*) FILTER (WHERE status = 'queued'),
-		COALESCE(EXTRACT(EPOCH FROM clock_timestamp() - to_timestamp(min(split_part(job_id, '-', 1)::bigint)
-			FILTER (WHERE status IN ('queued','running') AND job_id <> '') / 1000.0)), 0),
-		COALESCE(EXTRACT(EPOCH FROM clock_timestamp() - min(created_at) FILTER (WHERE status = 'queued')), 0)
-		FROM runs WHERE status IN ('queued','running')`).Scan(&smp.live, &smp.queued, &smp.liveAge, &smp.queuedWaiting)
-	if err != nil {
+	if err := truth(ctx, db, &smp); err != nil {
 		miss()
 		return
 	}
@@ -123,6 +124,34 @@ func (s *ageSampler) once(db *sql.DB) {
 	s.mu.Lock()
 	s.samples = append(s.samples, smp)
 	s.mu.Unlock()
+}
+
+// truth reads the runs queued or running from PostgreSQL, the age of the
+// oldest one's entry (the milliseconds of its job_id) and how long the
+// oldest queued run has waited.
+func truth(ctx context.Context, db *sql.DB, smp *ageSample) error {
+	return db.QueryRowContext(ctx, `SELECT
+		count(*) FILTER (WHERE status IN ('queued','running')),
+		count(*) FILTER (WHERE status = 'queued'),
+		COALESCE(EXTRACT(EPOCH FROM clock_timestamp() - to_timestamp(min(split_part(job_id, '-', 1)::bigint)
+			FILTER (WHERE status IN ('queued','running') AND job_id <> '') / 1000.0)), 0),
+		COALESCE(EXTRACT(EPOCH FROM clock_timestamp() - min(created_at) FILTER (WHERE status = 'queued')), 0)
+		FROM runs WHERE status IN ('queued','running')`).Scan(&smp.live, &smp.queued, &smp.liveAge, &smp.queuedWaiting)
+}
+
+// ageErr is how far the exported age lies outside what the truth allowed
+// while it was read: between the oldest live entry's age before and after
+// the scrape (the oldest live run may finish meanwhile: at the end of a
+// drain that is a fall to 0), plus the time the sample took.
+func (s ageSample) ageErr() float64 {
+	lo, hi := math.Min(s.liveAgeBefore, s.liveAge), math.Max(s.liveAgeBefore, s.liveAge)+s.skew
+	switch {
+	case s.age < lo:
+		return lo - s.age
+	case s.age > hi:
+		return s.age - hi
+	}
+	return 0
 }
 
 // scrapeGauges reads the unlabelled samples of a node's /metrics.
@@ -159,7 +188,8 @@ type QueueAge struct {
 	// largest exported age − the oldest queued run's wait (what an
 	// operator reads the gauge as; in-flight entries make it larger).
 	AgeErrMax, AgeErrMean, AgeOverQueuedMax float64
-	// DepthErrMax is the largest |exported depth − runs queued or running|.
+	// DepthErrMax is the largest distance of the exported depth from the
+	// runs queued or running before and after it was read.
 	DepthErrMax float64
 	// SkewMax is the longest a sample took (scrape to truth), in seconds.
 	SkewMax float64
@@ -174,17 +204,18 @@ func summarize(samples []ageSample, misses int) *QueueAge {
 	q := &QueueAge{Samples: len(samples), Misses: misses}
 	var sum float64
 	for _, s := range samples {
-		e := math.Abs(s.age - s.liveAge)
+		e := s.ageErr()
 		sum += e
 		if e >= q.AgeErrMax {
 			q.AgeErrMax = e
-			q.Worst = fmt.Sprintf("at %s from %s: age %.1fs, oldest live entry %.1fs, oldest queued run waited %.1fs; depth %.0f, runs queued %d, live %d",
-				s.at.UTC().Format("15:04:05"), s.node, s.age, s.liveAge, s.queuedWaiting, s.depth, s.queued, s.live)
+			q.Worst = fmt.Sprintf("at %s from %s: age %.1fs, oldest live entry %.1fs before and %.1fs after (%.1fs apart), oldest queued run waited %.1fs; depth %.0f, runs queued %d, live %d",
+				s.at.UTC().Format("15:04:05"), s.node, s.age, s.liveAgeBefore, s.liveAge, s.skew, s.queuedWaiting, s.depth, s.queued, s.live)
 		}
 		q.AgeOverQueuedMax = math.Max(q.AgeOverQueuedMax, s.age-s.queuedWaiting)
-		q.DepthErrMax = math.Max(q.DepthErrMax, math.Abs(s.depth-float64(s.live)))
+		lo, hi := float64(min(s.liveBefore, s.live)), float64(max(s.liveBefore, s.live))
+		q.DepthErrMax = math.Max(q.DepthErrMax, math.Max(0, math.Max(lo-s.depth, s.depth-hi)))
 		q.SkewMax = math.Max(q.SkewMax, s.skew)
-		if e > ageBound.Seconds()+s.skew {
+		if e > ageBound.Seconds() {
 			q.Beyond++
 		}
 	}
