@@ -134,7 +134,10 @@ func TestReclaimWalksThePendingListBehindLiveEntries(t *testing.T) {
 	if got, err := q.Pull(ctx, "dead-worker", 1, 100*time.Millisecond); err != nil || len(got) != 1 {
 		t.Fatalf("pull dead = %+v, %v", got, err)
 	}
-	time.Sleep(60 * time.Millisecond) // all idle past the lease...
+	// A lease of a second: generous enough that the live worker's renewal
+	// and the reclaim just after it are never a lease apart on a loaded host
+	// (with 50 ms they were).
+	time.Sleep(1100 * time.Millisecond) // all idle past the lease...
 	ids := make([]string, len(liveEntries))
 	for i, e := range liveEntries {
 		ids[i] = e.ID
@@ -143,7 +146,7 @@ func TestReclaimWalksThePendingListBehindLiveEntries(t *testing.T) {
 	if err := rdb.XClaimJustID(ctx, &redis.XClaimArgs{Stream: q.Stream(), Group: queue.DefaultGroup, Consumer: "live-worker", Messages: ids}).Err(); err != nil {
 		t.Fatal(err)
 	}
-	claimed, _, err := q.Reclaim(ctx, "rescuer", 50*time.Millisecond, 1, "")
+	claimed, _, err := q.Reclaim(ctx, "rescuer", time.Second, 1, "")
 	if err != nil {
 		t.Fatal(err)
 	}
