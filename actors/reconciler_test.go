@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/redis/go-redis/v9"
 	"github.com/uptrace/bun"
 
@@ -188,5 +189,52 @@ func TestReconcilerRedispatchRecordsTheEntryOverTheOldOne(t *testing.T) {
 	}
 	if rep, err := rec.Once(ctx); err != nil || rep.Requeued != 0 {
 		t.Fatalf("second pass = %+v, %v; want nothing to do", rep, err)
+	}
+}
+
+// The API writes a run, then adds its entry: an API that dies between the
+// two leaves a queued run with no entry (job_id empty). The reconciler
+// gives it one after a lease, and a worker runs it: nothing is lost.
+func TestRunWrittenByAnAPIThatDiedBeforeItsEntryStillRuns(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	ctx := context.Background()
+	data := e.recording(2, 10)
+	rec := &persistence.Recording{UserID: e.user, OriginalID: "rec-died", Name: "r", URL: e.site.URL, Data: data, Tags: []string{}, Variables: []string{}}
+	if err := persistence.CreateRecording(ctx, e.db, rec); err != nil {
+		t.Fatal(err)
+	}
+	o := persistence.DefaultRunOptions()
+	o.TimingMode = "instant"
+	run := &persistence.Run{UserID: e.user, RecordingID: rec.ID, RecordingVersion: rec.Version, RecordingName: "r",
+		RecordingURL: e.site.URL, Variables: map[string]string{}, TriggeredBy: "api"}
+	if err := o.ApplyTo(run); err != nil {
+		t.Fatal(err)
+	}
+	func() {
+		defer func() {
+			if r := recover(); r != "died" {
+				t.Fatalf("recovered %v, want the API's death", r)
+			}
+		}()
+		_, _, _ = persistence.CreateRun(ctx, e.db, persistence.NewRun{Run: run, Now: time.Now(),
+			Actions: []persistence.ActionRef{{ID: "act_001", Type: "input"}, {ID: "act_002", Type: "click"}},
+			Enqueue: func(context.Context, uuid.UUID) (string, string, error) { panic("died") }})
+	}()
+	left, err := e.runs.Get(ctx, run.ID)
+	if err != nil || left.Status != persistence.StatusQueued || left.JobID != "" {
+		t.Fatalf("run left by the dead API = %+v, %v; want queued with no entry", left, err)
+	}
+	if _, err := e.db.NewUpdate().Model((*persistence.Run)(nil)).Set("updated_at = now() - interval '1 minute'").Where("id = ?", run.ID).Exec(ctx); err != nil {
+		t.Fatal(err)
+	}
+	rc := &actors.Reconciler{Runs: e.runs, Queue: e.q, Redis: e.rdb, LockKey: e.prefix + "reconciler:lock",
+		Owner: "node-a", Lease: time.Second, Interval: time.Second, Log: e.log}
+	if rep, err := rc.Once(ctx); err != nil || rep.Requeued != 1 {
+		t.Fatalf("pass = %+v, %v; want the run dispatched", rep, err)
+	}
+	e.startSimulated(simulate.Config{ActionTime: time.Millisecond}, 1, nil)
+	if done := e.waitRun(run.ID, 30*time.Second); done.Status != persistence.StatusPassed || done.ActionsExecuted != 2 {
+		t.Fatalf("run = %s, %d executed (%v)", done.Status, done.ActionsExecuted, done.ErrorMessage)
 	}
 }
