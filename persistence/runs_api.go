@@ -148,9 +148,13 @@ func insertRun(ctx context.Context, db bun.IDB, r *Run, rows []RunAction) error 
 func dispatch(ctx context.Context, db bun.IDB, r *Run, enqueue EnqueueFunc) error {
 	queueName, entryID, err := enqueue(ctx, r.ID)
 	if err != nil {
+		// Removed even when the request's context ended (a client gone is
+		// often why the enqueue failed).
+		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
 		if _, derr := db.NewDelete().Model((*Run)(nil)).
 			Where("id = ?", r.ID).Where("status = ?", StatusQueued).Where("job_id = ''").
-			Exec(ctx); derr != nil {
+			Exec(dctx); derr != nil {
 			return &EnqueueError{Err: fmt.Errorf("%w (and the run %s could not be removed: %v)", err, r.ID, derr)}
 		}
 		return &EnqueueError{Err: err}
