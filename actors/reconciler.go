@@ -2,6 +2,7 @@ package actors
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"time"
@@ -146,6 +147,13 @@ func (r *Reconciler) Once(ctx context.Context) (Report, error) {
 }
 
 // redispatchMissing gives each run whose stream entry is gone a new one.
+//
+// The listing is older than the entry's look: a run pulled, run and acked
+// in between has no entry because it is done, not because Redis lost it.
+// So an entry found gone is followed by a second look at PostgreSQL (the
+// run still in the status and attempt listed, with the same entry: a
+// worker acks an entry only after the run left that state), and the new
+// entry is recorded by a compare-and-set on the old one.
 func (r *Reconciler) redispatchMissing(ctx context.Context, runs []persistence.Run) (int, error) {
 	n := 0
 	for i := range runs {
@@ -157,11 +165,26 @@ func (r *Reconciler) redispatchMissing(ctx context.Context, runs []persistence.R
 		if present {
 			continue // a coordinator pulls or reclaims it
 		}
+		adrift, err := r.Runs.StillAdrift(ctx, run)
+		if err != nil {
+			return n, err
+		}
+		if !adrift {
+			continue // it moved on (pulled and finished, cancelled, taken over)
+		}
 		entryID, err := r.Queue.Enqueue(ctx, run.ID)
 		if err != nil {
 			return n, err
 		}
-		if err := r.Runs.SetJob(ctx, run.ID, r.Queue.Stream(), entryID); err != nil {
+		err = r.Runs.ReplaceJob(ctx, run.ID, r.Queue.Stream(), run.JobID, entryID)
+		if errors.Is(err, persistence.ErrStale) {
+			// Another node gave it an entry meanwhile (a hand-back, a
+			// reconciler before the lock moved): ours is a duplicate, which
+			// the claim acks when it finds the run live or finished.
+			r.Log.Info("run got another entry while reconciling", "runId", run.ID, "entry", entryID)
+			continue
+		}
+		if err != nil {
 			return n, err
 		}
 		n++

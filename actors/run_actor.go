@@ -215,10 +215,11 @@ func (a *runActor) claim(self *actor.PID, lastCrash error) *persistence.Run {
 	ctx, cancel := a.dbCtx()
 	defer cancel()
 	run, err := d.Runs.Get(ctx, id)
-	// The API queues a run inside the transaction that writes it, so an
-	// entry can arrive a moment before its row is visible: look again
-	// briefly before calling the entry an orphan. The commit is usually a
-	// millisecond or two behind the entry: look again soon, then less often.
+	// The API adds a run's entry after its row is committed, so the first
+	// read finds it; an entry whose row is missing (from an API before
+	// that order, or one whose write failed after its entry went out) is
+	// looked at again briefly before it is called an orphan: soon, then
+	// less often.
 	pause := time.Millisecond
 	for wait := time.Now().Add(missingRunGrace); errors.Is(err, persistence.ErrRunNotFound) && time.Now().Before(wait); {
 		time.Sleep(pause)

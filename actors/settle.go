@@ -43,6 +43,7 @@ func (d *Deps) settle(s settlement) bool {
 	log := d.runLog(run.ID.String(), jobID, "attempt", run.Attempt, "transition", string(s.t))
 	status := s.outcome.Status
 	var err error
+	var written *persistence.Run // the run as the write left it, when it returned it
 	switch s.t {
 	case persistence.TFinish, persistence.TCancel:
 		switch {
@@ -53,7 +54,7 @@ func (d *Deps) settle(s settlement) bool {
 			status = persistence.StatusFailed
 			err = d.Runs.Fail(ctx, run.ID, run.Attempt, s.msg)
 		default:
-			err = d.Runs.Finish(ctx, run.ID, run.Attempt, s.outcome)
+			written, err = d.Runs.FinishRun(ctx, run.ID, run.Attempt, s.outcome)
 		}
 	case persistence.TCancelOrphan:
 		status = persistence.StatusCancelled
@@ -130,7 +131,11 @@ func (d *Deps) settle(s settlement) bool {
 	if !s.noResults && s.outcome.DurationMs > 0 {
 		d.Metrics.RunDuration.Observe(float64(s.outcome.DurationMs) / 1000)
 	}
-	if r, err := d.Runs.Get(ctx, run.ID); err == nil {
+	r := written
+	if r == nil {
+		r, err = d.Runs.Get(ctx, run.ID)
+	}
+	if err == nil {
 		if status == persistence.StatusCancelled && r.CancelRequestedAt != nil {
 			d.Metrics.CancelLatency.Observe(time.Since(*r.CancelRequestedAt).Seconds())
 		}

@@ -87,6 +87,14 @@ type Config struct {
 	Progress io.Writer
 }
 
+// ageInterval is how often the queue gauges are sampled.
+const ageInterval = 2 * time.Second
+
+// churned reports whether any churn is configured.
+func (c *Config) churned() bool {
+	return c.Kills > 0 || c.Terms > 0 || c.RedisRestart || c.PostgresRestart || c.Cancels > 0
+}
+
 func (c *Config) defaults() {
 	if c.Workers <= 0 {
 		c.Workers = DefaultWorkers
@@ -138,10 +146,12 @@ type driver struct {
 	slots  []*proc   // the current process of each worker name
 	names  []string  // worker names
 	replay []replayB // replay bounds seen in worker logs
-	runs   []created
-	recID  string
-	start  time.Time
-	client *nethttp.Client
+	// metricsPorts is where each worker's current process serves /metrics.
+	metricsPorts map[string]int
+	runs         []created
+	recID        string
+	start        time.Time
+	client       *nethttp.Client
 
 	rejected  atomic.Int64 // creates answered with an error (an outage)
 	cancelled atomic.Int64
@@ -324,12 +334,20 @@ func (d *driver) onLine(p *proc, l logLine) {
 
 // startWorker starts (or restarts) worker i under its name.
 func (d *driver) startWorker(i int) error {
-	p, err := d.spawn(d.names[i], "worker", "WORKER_NAME="+d.names[i])
+	port, err := freePort()
+	if err != nil {
+		return err
+	}
+	p, err := d.spawn(d.names[i], "worker", "WORKER_NAME="+d.names[i], fmt.Sprintf("METRICS_PORT=%d", port))
 	if err != nil {
 		return err
 	}
 	d.mu.Lock()
 	d.slots[i] = p
+	if d.metricsPorts == nil {
+		d.metricsPorts = map[string]int{}
+	}
+	d.metricsPorts[d.names[i]] = port
 	d.mu.Unlock()
 	return nil
 }
@@ -517,6 +535,7 @@ func (d *driver) push(ctx context.Context) (*Report, error) {
 		return nil, err
 	}
 	pushStart := time.Now()
+	ages := d.sampleQueueAge(ageInterval)
 	d.logf("pushing %.1f runs/s for %s", cfg.Rate, cfg.Duration)
 	churnDone := make(chan struct{})
 	cctx, cstop := context.WithCancel(ctx)
@@ -545,11 +564,13 @@ func (d *driver) push(ctx context.Context) (*Report, error) {
 	cstop()
 	d.logf("pushed %d runs (%d refused); draining", d.createdCount(), d.rejected.Load())
 	drained := d.waitDrained(ctx)
+	samples := ages.finish()
 	after, err := d.snapshot(ctx)
 	if err != nil {
 		return nil, err
 	}
 	rep := d.report(ctx, before, after, idle)
+	summarize(samples, ages.misses).judge(rep, cfg.churned())
 	rep.PushSeconds = pushed.Seconds()
 	rep.DrainSeconds = drained.Seconds()
 	return rep, nil
@@ -586,12 +607,17 @@ func (d *driver) backlog(ctx context.Context) (*Report, error) {
 	if err := d.startWorkers(ctx); err != nil {
 		return nil, err
 	}
+	// The gauges are sampled while the backlog drains (from when every
+	// worker, so every exporting candidate, is up).
+	ages := d.sampleQueueAge(ageInterval)
 	drained := d.waitDrained(ctx)
+	samples := ages.finish()
 	after, err := d.snapshot(ctx)
 	if err != nil {
 		return nil, err
 	}
 	rep := d.report(ctx, before, after, idleRates{})
+	summarize(samples, ages.misses).judge(rep, cfg.churned())
 	rep.DrainSeconds = time.Since(t1).Seconds()
 	_ = drained
 	return rep, nil

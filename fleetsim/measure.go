@@ -179,7 +179,10 @@ type Report struct {
 	RunsBytes, ActionsBytes   int64
 	RunsPerSecondDone         float64
 	Churn                     []string
-	Problems                  []string
+	// QueueAge compares the exported queue gauges with PostgreSQL's truth,
+	// sampled through the push and drain (nil: not sampled).
+	QueueAge *QueueAge
+	Problems []string
 }
 
 func (d *driver) report(ctx context.Context, before, after *snapshot, idle idleRates) *Report {
@@ -270,6 +273,9 @@ func (r *Report) Write(w io.Writer) {
 	fmt.Fprintf(w, "\nhost load average: %s\n", r.LoadAverage)
 	fmt.Fprintf(w, "sizes: stream %d entries, dead letters %d, runs %d KiB, run_actions %d KiB\n",
 		r.StreamLength, r.DeadLetters, r.RunsBytes>>10, r.ActionsBytes>>10)
+	if r.QueueAge != nil {
+		r.QueueAge.write(w)
+	}
 	for _, c := range r.Churn {
 		fmt.Fprintf(w, "churn %s\n", c)
 	}

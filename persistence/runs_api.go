@@ -41,8 +41,8 @@ type NewRun struct {
 	// Actions are the recording's actions in replay order; each gets a
 	// pending run_actions row at its index.
 	Actions []ActionRef
-	// Enqueue is called inside the transaction, after the rows are written
-	// and before the commit: when it fails nothing is kept.
+	// Enqueue is called after the run and its rows are written: when it
+	// fails the run is removed again.
 	Enqueue EnqueueFunc
 	// Now stamps the rows.
 	Now time.Time
@@ -79,8 +79,15 @@ func CreateRun(ctx context.Context, db bun.IDB, in NewRun) (run *Run, replayed b
 	if len(r.Options) == 0 {
 		r.Options = []byte("{}")
 	}
-	err = db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
-		if r.IdempotencyKey != nil {
+	rows := make([]RunAction, len(in.Actions))
+	for i, a := range in.Actions {
+		rows[i] = RunAction{
+			RunID: r.ID, ActionID: a.ID, ActionIndex: i, ActionType: a.Type,
+			Status: ActionPending, Warnings: []string{}, CreatedAt: now, UpdatedAt: now,
+		}
+	}
+	if r.IdempotencyKey != nil {
+		err = db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
 			// An expired key is released so that the unique index lets it be used again.
 			_, err := tx.NewUpdate().Model((*Run)(nil)).
 				Set("idempotency_key = NULL").
@@ -91,37 +98,14 @@ func CreateRun(ctx context.Context, db bun.IDB, in NewRun) (run *Run, replayed b
 			if err != nil {
 				return fmt.Errorf("release expired idempotency key: %w", err)
 			}
-		}
-		if _, err := tx.NewInsert().Model(r).Returning("*").Exec(ctx); err != nil {
-			return fmt.Errorf("insert run: %w", err)
-		}
-		if len(in.Actions) > 0 {
-			rows := make([]RunAction, len(in.Actions))
-			for i, a := range in.Actions {
-				rows[i] = RunAction{
-					RunID: r.ID, ActionID: a.ID, ActionIndex: i, ActionType: a.Type,
-					Status: ActionPending, Warnings: []string{}, CreatedAt: now, UpdatedAt: now,
-				}
-			}
-			if _, err := tx.NewInsert().Model(&rows).Exec(ctx); err != nil {
-				return fmt.Errorf("insert actions of run %s: %w", r.ID, err)
-			}
-		}
-		queueName, entryID, err := in.Enqueue(ctx, r.ID)
-		if err != nil {
-			return &EnqueueError{Err: err}
-		}
-		r.QueueName, r.JobID = queueName, entryID
-		_, err = tx.NewUpdate().Model((*Run)(nil)).
-			Set("queue_name = ?", queueName).
-			Set("job_id = ?", entryID).
-			Where("id = ?", r.ID).
-			Exec(ctx)
-		if err != nil {
-			return fmt.Errorf("record job of run %s: %w", r.ID, err)
-		}
-		return nil
-	})
+			return insertRun(ctx, tx, r, rows)
+		})
+	} else {
+		err = insertRun(ctx, db, r, rows)
+	}
+	if err == nil {
+		err = dispatch(ctx, db, r, in.Enqueue)
+	}
 	if err != nil && r.IdempotencyKey != nil && uniqueViolationOn(err, "runs_idempotency_key") {
 		// A concurrent request with the same key won; it is the first run.
 		prev, lerr := runByIdempotencyKey(ctx, db, r.UserID, *r.IdempotencyKey)
@@ -137,6 +121,59 @@ func CreateRun(ctx context.Context, db bun.IDB, in NewRun) (run *Run, replayed b
 		return nil, false, fmt.Errorf("create run of recording %s: %w", r.RecordingID, err)
 	}
 	return r, false, nil
+}
+
+// insertRun writes the run and its pending rows in one statement (a
+// data-modifying WITH: both or neither, without a transaction's BEGIN and
+// COMMIT round trips). The run has no stream entry yet (job_id empty).
+func insertRun(ctx context.Context, db bun.IDB, r *Run, rows []RunAction) error {
+	q := db.NewSelect().With("run", db.NewInsert().Model(r).Returning("*"))
+	if len(rows) > 0 {
+		q = q.With("rows", db.NewInsert().Model(&rows))
+	}
+	if err := q.Table("run").ColumnExpr("*").Scan(ctx, r); err != nil {
+		return fmt.Errorf("insert run: %w", err)
+	}
+	return nil
+}
+
+// dispatch puts a written run on the stream and records its entry. The
+// entry is added after the run is committed, so a worker's first read of
+// the run always finds it. Should the API die between the two, the run is
+// queued with no entry and the reconciler gives it one after a lease.
+// Should the stream refuse it, the run is removed again (while it has no
+// entry nobody can have started it) and the caller told: nothing is kept
+// that the client was told failed, unless that removal fails too, when the
+// reconciler dispatches it.
+func dispatch(ctx context.Context, db bun.IDB, r *Run, enqueue EnqueueFunc) error {
+	queueName, entryID, err := enqueue(ctx, r.ID)
+	if err != nil {
+		// Removed even when the request's context ended (a client gone is
+		// often why the enqueue failed).
+		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
+		if _, derr := db.NewDelete().Model((*Run)(nil)).
+			Where("id = ?", r.ID).Where("status = ?", StatusQueued).Where("job_id = ''").
+			Exec(dctx); derr != nil {
+			return &EnqueueError{Err: fmt.Errorf("%w (and the run %s could not be removed: %v)", err, r.ID, derr)}
+		}
+		return &EnqueueError{Err: err}
+	}
+	r.QueueName, r.JobID = queueName, entryID
+	// A compare-and-set on the empty entry: a reconciler that gave the run
+	// an entry first keeps its own.
+	_, err = db.NewUpdate().Model((*Run)(nil)).
+		Set("queue_name = ?", queueName).
+		Set("job_id = ?", entryID).
+		Where("id = ?", r.ID).
+		Where("job_id = ''").
+		Exec(ctx)
+	// An error here is not the client's: the entry is out and the run will
+	// be pulled and started, so it was created. Only the record of its
+	// entry is missing, which costs at most a duplicate entry from the
+	// reconciler (acked by its claim).
+	_ = err
+	return nil
 }
 
 func runByIdempotencyKey(ctx context.Context, db bun.IDB, userID uuid.UUID, key string) (*Run, error) {

@@ -48,7 +48,7 @@ func TestCreateRunIsAllOrNothing(t *testing.T) {
 	_, _, err := persistence.CreateRun(ctx, db, persistence.NewRun{Run: run, Actions: refs3, Now: time.Now(),
 		Enqueue: func(ctx context.Context, id uuid.UUID) (string, string, error) {
 			enqueued = id
-			// The rows exist, uncommitted, while the dispatcher runs.
+			// The run and its rows are written before the dispatcher runs, and removed when it fails.
 			return "", "", boom
 		}})
 	var eq *persistence.EnqueueError

@@ -264,12 +264,20 @@ type Outcome struct {
 // still pending settled skipped, and the counters from the rows. ErrStale
 // means the attempt is no longer the run's current one (or it finished).
 func (s *Runs) Finish(ctx context.Context, id uuid.UUID, attempt int, o Outcome) error {
+	_, err := s.FinishRun(ctx, id, attempt, o)
+	return err
+}
+
+// FinishRun is Finish that also returns the finished run as written, when
+// the write could return it without another statement (every row written
+// during the replay, the common case); otherwise the run is nil.
+func (s *Runs) FinishRun(ctx context.Context, id uuid.UUID, attempt int, o Outcome) (*Run, error) {
 	t := TFinish
 	if o.Status == StatusCancelled {
 		t = TCancel
 	}
 	if err := mustAllow(t, StatusRunning, o.Status); err != nil {
-		return err
+		return nil, err
 	}
 	if o.Screenshots == nil {
 		o.Screenshots = []string{}
@@ -281,7 +289,7 @@ func (s *Runs) Finish(ctx context.Context, id uuid.UUID, attempt int, o Outcome)
 	if len(o.Rows) == 0 && !screenshotKeys(o) {
 		return s.finishAtOnce(ctx, t, id, attempt, o, now)
 	}
-	return s.DB.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
+	return nil, s.DB.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
 		q := tx.NewUpdate().Model((*Run)(nil)).
 			Set("status = ?", o.Status).
 			Set("duration_ms = ?", o.DurationMs).
@@ -345,7 +353,7 @@ func screenshotKeys(o Outcome) bool {
 // effect, in one statement instead of a five-statement transaction. The
 // counters come from the rows as they were, pending ones counted skipped,
 // which is what they become.
-func (s *Runs) finishAtOnce(ctx context.Context, t Transition, id uuid.UUID, attempt int, o Outcome, now time.Time) error {
+func (s *Runs) finishAtOnce(ctx context.Context, t Transition, id uuid.UUID, attempt int, o Outcome, now time.Time) (*Run, error) {
 	set := []string{"status = ?", "duration_ms = ?", "completed_at = ?", "error_message = ?", "error_action_id = ?",
 		"video_path = ?", "screenshot_paths = ?::jsonb", "lease_expires_at = NULL", "updated_at = ?",
 		"actions_total = c.total", "actions_executed = c.executed", "actions_failed = c.failed", "actions_skipped = c.skipped"}
@@ -358,7 +366,7 @@ func (s *Runs) finishAtOnce(ctx context.Context, t Transition, id uuid.UUID, att
 	if o.Artifacts != nil {
 		arts, err := json.Marshal(o.Artifacts)
 		if err != nil {
-			return fmt.Errorf("encode artifacts of run %s: %w", id, err)
+			return nil, fmt.Errorf("encode artifacts of run %s: %w", id, err)
 		}
 		warnings := o.ArtifactWarnings
 		if warnings == nil {
@@ -368,7 +376,7 @@ func (s *Runs) finishAtOnce(ctx context.Context, t Transition, id uuid.UUID, att
 		args = append(args, string(arts), mustJSON(warnings))
 	}
 	args = append(args, id, id, StatusRunning, attempt, ActionSkipped, o.Unsettled, now, ActionPending)
-	var n int
+	run := new(Run)
 	err := s.DB.NewRaw(`WITH fin AS (
 			UPDATE runs SET `+strings.Join(set, ", ")+`
 			FROM (SELECT count(*) AS total,
@@ -377,17 +385,17 @@ func (s *Runs) finishAtOnce(ctx context.Context, t Transition, id uuid.UUID, att
 				count(*) FILTER (WHERE status IN ('skipped','pending')) AS skipped
 				FROM run_actions WHERE run_id = ?) c
 			WHERE runs.id = ? AND runs.status = ? AND runs.attempt = ?
-			RETURNING runs.id),
+			RETURNING runs.*),
 		settle AS (UPDATE run_actions SET status = ?, reason = ?, updated_at = ?
 			WHERE run_id IN (SELECT id FROM fin) AND status = ?)
-		SELECT count(*) FROM fin`, args...).Scan(ctx, &n)
+		SELECT * FROM fin`, args...).Scan(ctx, run)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, ErrStale
+	}
 	if err != nil {
-		return fmt.Errorf("%s run %s: %w", t, id, err)
+		return nil, fmt.Errorf("%s run %s: %w", t, id, err)
 	}
-	if n == 0 {
-		return ErrStale
-	}
-	return nil
+	return run, nil
 }
 
 // settleRows marks every pending row of run id skipped with reason and sets
@@ -642,6 +650,45 @@ func (s *Runs) SetJob(ctx context.Context, id uuid.UUID, queueName, entryID stri
 		return fmt.Errorf("record job of run %s: %w", id, err)
 	}
 	return nil
+}
+
+// StillAdrift reports whether run is still as a reconciler listed it: in
+// the same status and attempt, dispatched by the same entry, and, when
+// running, with its lease ended by the database's clock. The reconciler
+// asks after it found the entry gone: a run pulled, run and acked between
+// the listing and that look is no longer queued (or no longer at that
+// attempt), and must not be given a fresh entry.
+func (s *Runs) StillAdrift(ctx context.Context, run *Run) (bool, error) {
+	q := s.DB.NewSelect().Model((*Run)(nil)).
+		Where("id = ?", run.ID).
+		Where("status = ?", run.Status).
+		Where("attempt = ?", run.Attempt).
+		Where("job_id = ?", run.JobID)
+	if run.Status == StatusRunning {
+		q = q.Where("lease_expires_at < now()")
+	}
+	ok, err := q.Exists(ctx)
+	if err != nil {
+		return false, fmt.Errorf("look again at run %s: %w", run.ID, err)
+	}
+	return ok, nil
+}
+
+// ReplaceJob records entryID as the stream entry that dispatches run id in
+// place of prev: a compare-and-set on the entry, ErrStale when the run's
+// entry is no longer prev (another node gave it one meanwhile). The run's
+// status is not compared: the only entry that can move a run between a
+// reconciler's look and this write is the new entry itself, which is then
+// rightly the one recorded.
+func (s *Runs) ReplaceJob(ctx context.Context, id uuid.UUID, queueName, prev, entryID string) error {
+	res, err := s.DB.NewUpdate().Model((*Run)(nil)).
+		Set("queue_name = ?", queueName).
+		Set("job_id = ?", entryID).
+		Set("updated_at = ?", s.now()).
+		Where("id = ?", id).
+		Where("job_id = ?", prev).
+		Exec(ctx)
+	return affected(res, err, ErrStale, "record job of run %s", id)
 }
 
 func nullString(s string) *string {

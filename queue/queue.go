@@ -223,19 +223,32 @@ type Stats struct {
 	OldestAge time.Duration // age of the oldest entry still in the stream
 }
 
-// Stats reads the backlog of the stream.
+// Stats reads the backlog of the stream: its length, pending count and
+// oldest entry in one round trip. It fails when the length or the oldest
+// entry cannot be read (a missing pending count, as before the group
+// exists, is zero): a partial answer would say "entries waiting, the oldest
+// 0 s old".
 func (q *Queue) Stats(ctx context.Context) (Stats, error) {
 	var st Stats
-	n, err := q.rdb.XLen(ctx, q.stream).Result()
+	pipe := q.rdb.Pipeline()
+	length := pipe.XLen(ctx, q.stream)
+	pending := pipe.XPending(ctx, q.stream, q.group)
+	first := pipe.XRangeN(ctx, q.stream, "-", "+", 1)
+	_, _ = pipe.Exec(ctx) // each command's own error is read below
+	n, err := length.Result()
 	if err != nil {
 		return st, fmt.Errorf("stream length: %w", err)
 	}
+	oldest, err := first.Result()
+	if err != nil {
+		return st, fmt.Errorf("oldest entry: %w", err)
+	}
 	st.Depth = n
-	if p, err := q.rdb.XPending(ctx, q.stream, q.group).Result(); err == nil {
+	if p, err := pending.Result(); err == nil {
 		st.Pending = p.Count
 	}
-	if first, err := q.rdb.XRangeN(ctx, q.stream, "-", "+", 1).Result(); err == nil && len(first) == 1 {
-		if ms, ok := entryTime(first[0].ID); ok {
+	if len(oldest) == 1 {
+		if ms, ok := entryTime(oldest[0].ID); ok {
 			st.OldestAge = time.Since(ms)
 		}
 	}
