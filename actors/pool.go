@@ -40,9 +40,10 @@ type PoolConfig struct {
 	MaxRSSBytes int64
 	// Spares is how many browser contexts (with their page, and proxy
 	// under a network policy) the shared process keeps ready for the runs
-	// to come, at the least: it keeps as many as the most runs it has had
-	// at once. 0 means DefaultSpares; negative keeps none. A run's start
-	// then only applies its emulation and loads its start page.
+	// to come. 0 means DefaultSpares; negative keeps none. A run's start
+	// then only applies its emulation and loads its start page. (Keeping as
+	// many as the runs at once halved throughput on 2 slots: the spares'
+	// renderers were made beside the runs on a CPU already full.)
 	Spares  int
 	Metrics *Metrics
 }
@@ -169,7 +170,6 @@ func (p *Pool) sparesLocked(c *pooled) {
 	if want < 0 {
 		return
 	}
-	want = max(want, c.active, c.spares)
 	if want != c.spares {
 		c.spares = want
 		c.b.KeepSpares(want)
