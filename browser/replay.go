@@ -103,7 +103,6 @@ func (r *replay) run(ctx context.Context, rec *recording.Recording) (res *Result
 	}
 	r.s = s
 	tracePhase(setup, "session")
-	defer r.b.refill() // when the start failed before it could
 	defer func() {
 		if r.afterRun != nil {
 			ictx, icancel := context.WithTimeout(context.WithoutCancel(ctx), closeTimeout)
@@ -111,6 +110,9 @@ func (r *replay) run(ctx context.Context, rec *recording.Recording) (res *Result
 			icancel()
 		}
 		tracePhase(ctx, "actions")
+		// The actions are over: the next run's spare may be made now,
+		// beside this run's wind-down, not beside its actions.
+		r.b.refill()
 		r.stopVideo()
 		s.dispose()
 		tracePhase(ctx, "dispose")
@@ -131,8 +133,6 @@ func (r *replay) run(ctx context.Context, rec *recording.Recording) (res *Result
 		return startFail("start page did not load: "+plain(err.Error()), errors.Is(err, errCrashed))
 	}
 	tracePhase(setup, "start page")
-	// This run's start is done: the next run's spare may be made now.
-	r.b.refill()
 	// The page began at about:blank; history starts at the start page.
 	_ = s.do(setup, proto.PageResetNavigationHistory{})
 	tracePhase(setup, "history")

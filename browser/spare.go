@@ -103,7 +103,7 @@ func (b *Browser) makeSpare() {
 // has a sound one; else the spare being made, when one is (waiting for it
 // is sooner than starting another renderer beside it); else one made now.
 // Taking a spare does not start its replacement: the run calls refill once
-// its own start is done, so the two do not compete for the CPU.
+// its actions are done, so the two do not compete for the CPU.
 func (b *Browser) session(ctx context.Context) (*session, error) {
 	sp := &b.spares
 	sp.mu.Lock()
