@@ -40,16 +40,18 @@ type PoolConfig struct {
 	MaxRSSBytes int64
 	// Spares is how many browser contexts (with their page, and proxy
 	// under a network policy) the shared process keeps ready for the runs
-	// to come. 0 means DefaultSpares; negative keeps none. A run's start
-	// then only applies its emulation and loads its start page. (Keeping as
-	// many as the runs at once halved throughput on 2 slots: the spares'
-	// renderers were made beside the runs on a CPU already full.)
+	// to come; 0 or negative keeps none (the default: see DefaultSpares).
+	// A run that takes one only applies its emulation and loads its start
+	// page.
 	Spares  int
 	Metrics *Metrics
 }
 
-// DefaultSpares is PoolConfig.Spares when unset.
-const DefaultSpares = 1
+// DefaultSpares is none: measured side by side (docs/ARCHITECTURE.md, "A
+// run's start"), a spare cut the start of a run on an idle slot by 3-4×
+// but cost throughput on 2 busy slots (50 against 86 runs/min), its
+// renderer being made beside the runs on a CPU already full.
+const DefaultSpares = 0
 
 // Pool keeps a warm Chromium process that runs share through incognito
 // contexts, replaces it when it dies or is due for recycling, and closes a
@@ -164,10 +166,7 @@ func (p *Pool) Acquire(ctx context.Context, isolation string) (*Handle, error) {
 // to keep: Spares, or as many runs as it has now if more.
 func (p *Pool) sparesLocked(c *pooled) {
 	want := p.cfg.Spares
-	if want == 0 {
-		want = DefaultSpares
-	}
-	if want < 0 {
+	if want <= 0 {
 		return
 	}
 	if want != c.spares {

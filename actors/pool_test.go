@@ -89,12 +89,12 @@ func TestPoolRecyclesOverRSSCeiling(t *testing.T) {
 	}
 }
 
-// The shared process keeps a spare context ready (PoolConfig.Spares, 1 by
-// default); a run's own process keeps none.
+// The shared process keeps the spare contexts PoolConfig.Spares asks for;
+// a run's own process keeps none.
 func TestPoolKeepsSpareContexts(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	pool := actors.NewPool(actors.PoolConfig{Launch: launchReal})
+	pool := actors.NewPool(actors.PoolConfig{Launch: launchReal, Spares: 1})
 	defer pool.Close()
 	waitSpares := func(b *browser.Browser, n int) {
 		t.Helper()
