@@ -38,8 +38,20 @@ type PoolConfig struct {
 	// MaxRSSBytes recycles a process whose process group uses more resident
 	// memory than this (0 = no ceiling).
 	MaxRSSBytes int64
-	Metrics     *Metrics
+	// Spares is how many browser contexts (with their page, and proxy
+	// under a network policy) the shared process keeps ready for the runs
+	// to come; 0 or negative keeps none (the default: see DefaultSpares).
+	// A run that takes one only applies its emulation and loads its start
+	// page.
+	Spares  int
+	Metrics *Metrics
 }
+
+// DefaultSpares is none: measured side by side (docs/ARCHITECTURE.md, "A
+// run's start"), a spare cut the start of a run on an idle slot by 3-4×
+// but cost throughput on 2 busy slots (50 against 86 runs/min), its
+// renderer being made beside the runs on a CPU already full.
+const DefaultSpares = 0
 
 // Pool keeps a warm Chromium process that runs share through incognito
 // contexts, replaces it when it dies or is due for recycling, and closes a
@@ -60,6 +72,8 @@ type pooled struct {
 	retired bool
 	// rssAt is when the process group's RSS was last read (zero: never).
 	rssAt time.Time
+	// spares is what the process was last told to keep (KeepSpares).
+	spares int
 }
 
 // rssEvery spaces the RSS checks of a shared browser: reading it walks
@@ -119,6 +133,7 @@ func (p *Pool) Acquire(ctx context.Context, isolation string) (*Handle, error) {
 	if p.cur != nil {
 		p.cur.runs++
 		p.cur.active++
+		p.sparesLocked(p.cur)
 		h := &Handle{pool: p, p: p.cur}
 		p.mu.Unlock()
 		return h, nil
@@ -143,7 +158,21 @@ func (p *Pool) Acquire(ctx context.Context, isolation string) (*Handle, error) {
 	}
 	p.cur = pp
 	p.all[pp] = struct{}{}
+	p.sparesLocked(pp)
 	return &Handle{pool: p, p: pp}, nil
+}
+
+// sparesLocked tells the current shared process how many spare contexts
+// to keep: Spares, or as many runs as it has now if more.
+func (p *Pool) sparesLocked(c *pooled) {
+	want := p.cfg.Spares
+	if want <= 0 {
+		return
+	}
+	if want != c.spares {
+		c.spares = want
+		c.b.KeepSpares(want)
+	}
 }
 
 // due reports whether a shared process should be retired before its next run.
@@ -188,6 +217,11 @@ func (p *Pool) retireLocked(pp *pooled) {
 	pp.retired = true
 	if p.cur == pp {
 		p.cur = nil
+	}
+	if pp.spares > 0 {
+		// No new run starts in it: its spares would go unused.
+		pp.spares = 0
+		pp.b.KeepSpares(0)
 	}
 	if pp.active <= 0 {
 		p.closeLocked(pp)

@@ -3,6 +3,7 @@ package actors_test
 import (
 	"context"
 	"testing"
+	"time"
 
 	"github.com/saveaction/runner/actors"
 	"github.com/saveaction/runner/browser"
@@ -85,5 +86,39 @@ func TestPoolRecyclesOverRSSCeiling(t *testing.T) {
 	defer b.Release(false)
 	if a.Browser() == b.Browser() || a.Browser().Alive() {
 		t.Fatal("browser over its RSS ceiling was not recycled")
+	}
+}
+
+// The shared process keeps the spare contexts PoolConfig.Spares asks for;
+// a run's own process keeps none.
+func TestPoolKeepsSpareContexts(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool := actors.NewPool(actors.PoolConfig{Launch: launchReal, Spares: 1})
+	defer pool.Close()
+	waitSpares := func(b *browser.Browser, n int) {
+		t.Helper()
+		deadline := time.Now().Add(60 * time.Second)
+		for b.Spares() < n {
+			if time.Now().After(deadline) {
+				t.Fatalf("%d spare contexts ready after 60 s, want %d", b.Spares(), n)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	a, err := pool.Acquire(ctx, actors.IsolationContext)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitSpares(a.Browser(), 1)
+	a.Release(false)
+	own, err := pool.Acquire(ctx, actors.IsolationBrowser)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer own.Release(false)
+	time.Sleep(500 * time.Millisecond)
+	if n := own.Browser().Spares(); n != 0 {
+		t.Fatalf("a run's own browser keeps %d spares, want none", n)
 	}
 }

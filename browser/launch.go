@@ -83,6 +83,7 @@ type LaunchOptions struct {
 // safe for concurrent use: each Replay uses its own browser context.
 type Browser struct {
 	rod     *rod.Browser
+	life    context.Context    // ends with the connection
 	cancel  context.CancelFunc // ends the connection's event loop
 	pid     int
 	tempDir string // removed on Close; "" when the caller owns the profile
@@ -91,6 +92,8 @@ type Browser struct {
 
 	closeOnce sync.Once
 	closeErr  error
+
+	spares spares // sessions made ahead (spare.go)
 
 	// The video encoder ffmpeg offers, looked up once.
 	encoderOnce sync.Once
@@ -159,7 +162,7 @@ func Launch(ctx context.Context, o LaunchOptions) (*Browser, error) {
 		return nil, fmt.Errorf("connect to chromium at %s: %w", u, err)
 	}
 	life, cancel := context.WithCancel(context.Background())
-	b.cancel = cancel
+	b.life, b.cancel = life, cancel
 	// The rod browser's context lives as long as the connection (it feeds
 	// the event loop), so Connect itself is bounded here by ctx.
 	b.rod = rod.New().Client(client).Context(life)
@@ -243,6 +246,7 @@ func (b *Browser) Close() error {
 			b.cancel()
 		}
 		b.kill()
+		b.closeSpares()
 		b.closeErr = b.removeProfile()
 	})
 	return b.closeErr

@@ -96,36 +96,46 @@ func (r *replay) run(ctx context.Context, rec *recording.Recording) (res *Result
 	// Opening the context and the start page is not an action: it gets at
 	// least setupTimeout even when actions have a short timeout.
 	setup, cancel := context.WithTimeout(ctx, max(r.opts.Timeout, setupTimeout))
-	s, err := r.b.newSession(setup)
+	s, err := r.b.session(setup)
 	if err != nil {
 		cancel()
 		return startFail(plain(err.Error()), ctx.Err() == nil)
 	}
 	r.s = s
+	tracePhase(setup, "session")
 	defer func() {
 		if r.afterRun != nil {
 			ictx, icancel := context.WithTimeout(context.WithoutCancel(ctx), closeTimeout)
 			r.afterRun(ictx, s)
 			icancel()
 		}
+		tracePhase(ctx, "actions")
+		// The actions are over: the next run's spare may be made now,
+		// beside this run's wind-down, not beside its actions.
+		r.b.refill()
 		r.stopVideo()
 		s.dispose()
+		tracePhase(ctx, "dispose")
 	}()
 	if err := s.prepare(setup, rec); err != nil {
 		cancel()
 		return startFail(plain(err.Error()), errors.Is(err, errCrashed))
 	}
+	tracePhase(setup, "emulation")
 	if err := r.maskVideo(setup); err != nil {
 		cancel()
 		return startFail("mask secrets in the video: "+plain(err.Error()), errors.Is(err, errCrashed))
 	}
 	r.startVideo(setup)
+	tracePhase(setup, "video")
 	if err := s.goTo(setup, rec.URL); err != nil {
 		cancel()
 		return startFail("start page did not load: "+plain(err.Error()), errors.Is(err, errCrashed))
 	}
+	tracePhase(setup, "start page")
 	// The page began at about:blank; history starts at the start page.
 	_ = s.do(setup, proto.PageResetNavigationHistory{})
+	tracePhase(setup, "history")
 	cancel()
 
 	runStart := r.clock.Now()

@@ -70,7 +70,9 @@ func (b *Browser) newSession(ctx context.Context) (*session, error) {
 	if err != nil {
 		return nil, err
 	}
+	tracePhase(ctx, "guard")
 	bc, err := g.contextParams().Call(b.target(ctx))
+	tracePhase(ctx, "context")
 	if err != nil {
 		g.close()
 		return nil, fmt.Errorf("%w: create browser context: %s", errCrashed, cdpMessage(err))
@@ -89,6 +91,7 @@ func (b *Browser) newSession(ctx context.Context) (*session, error) {
 	}
 	s.targetID = t.TargetID
 	s.nav.url = "about:blank"
+	tracePhase(ctx, "page")
 
 	// Subscribe before attaching so no event of the session is missed.
 	trackCtx, stop := context.WithCancelCause(context.Background())
@@ -103,6 +106,7 @@ func (b *Browser) newSession(ctx context.Context) (*session, error) {
 	s.mu.Lock()
 	s.sid = att.SessionID
 	s.mu.Unlock()
+	tracePhase(ctx, "attach")
 	c := s.client(ctx)
 	type caller interface {
 		Call(proto.Client) error
@@ -115,17 +119,31 @@ func (b *Browser) newSession(ctx context.Context) (*session, error) {
 			return nil, fmt.Errorf("%w: set up page: %s", errCrashed, cdpMessage(err))
 		}
 	}
+	tracePhase(ctx, "enable")
 	if _, err := (proto.PageAddScriptToEvaluateOnNewDocument{Source: installLocatorJS()}).Call(c); err != nil {
 		return nil, fmt.Errorf("%w: set up page: %s", errCrashed, cdpMessage(err))
 	}
+	tracePhase(ctx, "script")
 	if err := autoAttachFrames(c); err != nil {
 		return nil, fmt.Errorf("%w: set up page: %s", errCrashed, cdpMessage(err))
 	}
+	tracePhase(ctx, "page setup")
 	if err := g.setUp(ctx, s); err != nil {
 		return nil, fmt.Errorf("%w: %s", errCrashed, plain(err.Error()))
 	}
+	tracePhase(ctx, "policy")
 	ok = true
 	return s, nil
+}
+
+// traceKey carries, in a run's context, a function told as each step of
+// the run's start ends (measurements: browser/startup_trace_test.go).
+type traceKey struct{}
+
+func tracePhase(ctx context.Context, step string) {
+	if f, ok := ctx.Value(traceKey{}).(func(string)); ok {
+		f(step)
+	}
 }
 
 // client returns a DevTools client for the page session bound to ctx; the
