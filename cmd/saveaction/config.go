@@ -52,6 +52,7 @@ type Config struct {
 	ActorAdvertised      string        // ACTOR_ADVERTISED_HOST (host:port other nodes use; "" = as listened)
 	DemoPort             int           // DEMO_PORT (dev only: the examples/ demo site, 3002)
 	BrowserMaxRuns       int           // BROWSER_MAX_RUNS (50)
+	BrowserSpares        int           // BROWSER_SPARE_SESSIONS (0, 0-10): browser contexts made ahead of runs
 	BrowserMaxAgeMinutes int           // BROWSER_MAX_AGE_MINUTES (30)
 	BrowserMaxRSSMB      int           // BROWSER_MAX_RSS_MB (1024; 0 = no ceiling)
 
@@ -113,6 +114,7 @@ var configDefaults = map[string]string{
 	"ACTOR_ADVERTISED_HOST":   "",
 	"DEMO_PORT":               "3002",
 	"BROWSER_MAX_RUNS":        "50",
+	"BROWSER_SPARE_SESSIONS":  "0",
 	"BROWSER_MAX_AGE_MINUTES": "30",
 	"BROWSER_MAX_RSS_MB":      "1024",
 	"RUN_BLOCKED_NETWORKS":    "169.254.0.0/16,fe80::/10",
@@ -207,6 +209,7 @@ func loadConfig(name string, args []string, overrides map[string]string) (*Confi
 	c.ActorPort = intVar("ACTOR_PORT", 0, 65535)
 	c.DemoPort = intVar("DEMO_PORT", 0, 65535)
 	c.BrowserMaxRuns = intVar("BROWSER_MAX_RUNS", 1, 100000)
+	c.BrowserSpares = intVar("BROWSER_SPARE_SESSIONS", 0, 10)
 	c.BrowserMaxAgeMinutes = intVar("BROWSER_MAX_AGE_MINUTES", 1, 100000)
 	c.BrowserMaxRSSMB = intVar("BROWSER_MAX_RSS_MB", 0, 1<<20)
 	c.RunMaxDownloadMB = intVar("RUN_MAX_DOWNLOAD_MB", 1, 1<<20)

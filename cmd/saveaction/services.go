@@ -346,6 +346,7 @@ func workerService(b *backends, sys *actor.ActorSystem, reg prometheus.Registere
 					return browser.Launch(ctx, browser.LaunchOptions{Bin: bin, Headless: true, Policy: policy, Logger: b.log})
 				},
 				MaxRuns:     cfg.BrowserMaxRuns,
+				Spares:      cfg.BrowserSpares,
 				MaxAge:      time.Duration(cfg.BrowserMaxAgeMinutes) * time.Minute,
 				MaxRSSBytes: int64(cfg.BrowserMaxRSSMB) << 20,
 				Metrics:     m,
