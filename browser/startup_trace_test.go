@@ -135,28 +135,11 @@ func benchTen() *recording.Recording {
 }
 
 // groupCPU is the CPU time used so far by Chromium's process group (its
-// processes and the children they reaped), from /proc.
+// processes and the children they reaped): cpuByType's parts summed.
 func groupCPU(pgid int) time.Duration {
-	var ticks int64
-	entries, _ := os.ReadDir("/proc")
-	for _, e := range entries {
-		stat, err := os.ReadFile("/proc/" + e.Name() + "/stat")
-		if err != nil {
-			continue
-		}
-		i := strings.LastIndexByte(string(stat), ')')
-		if i < 0 {
-			continue
-		}
-		f := strings.Fields(string(stat[i+1:]))
-		if len(f) < 15 || f[2] != fmt.Sprint(pgid) {
-			continue
-		}
-		for _, k := range f[11:15] { // utime stime cutime cstime
-			var n int64
-			fmt.Sscan(k, &n)
-			ticks += n
-		}
+	var total time.Duration
+	for _, d := range cpuByType(pgid) {
+		total += d
 	}
-	return time.Duration(ticks) * 10 * time.Millisecond // USER_HZ is 100 on Linux
+	return total
 }
