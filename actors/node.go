@@ -81,14 +81,27 @@ func (c *Canceller) CancelRun(ctx context.Context, run *persistence.Run, timeout
 	}
 	// Fire and forget: the run row, not a reply, says when it is done, and
 	// a message to a stopped actor would only time out.
-	routed := false
-	if c.Route != nil && run.WorkerNode != "" {
-		if from, pid, ok := c.Route(run.WorkerNode); ok {
-			from.Root.Send(pid, msg)
-			routed = true
+	// Through the cluster, the owner's member may be between two ids (it
+	// joins again after a stall) when the cancel comes: while waiting, the
+	// message is sent again whenever the route names another target (or
+	// names one at last), so a rejoin does not leave the cancel to the
+	// flag at the next renewal.
+	var sentTo string
+	reroute := func() bool {
+		if c.Route == nil || run.WorkerNode == "" {
+			return false
 		}
+		from, pid, ok := c.Route(run.WorkerNode)
+		if !ok {
+			return false
+		}
+		if to := fmt.Sprintf("%p/%s", from, pid.String()); to != sentTo {
+			from.Root.Send(pid, msg)
+			sentTo = to
+		}
+		return true
 	}
-	if !routed && run.ActorID != "" {
+	if !reroute() && run.ActorID != "" {
 		c.System.Root.Send(actor.NewPID(run.ActorAddress, run.ActorID), msg)
 	}
 	poll := c.Poll
@@ -113,6 +126,7 @@ func (c *Canceller) CancelRun(ctx context.Context, run *persistence.Run, timeout
 			return false, ctx.Err()
 		case <-t.C:
 		}
+		reroute()
 	}
 }
 
