@@ -26,6 +26,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -40,6 +41,7 @@ type config struct {
 	runs          int
 	conns         []int
 	parts         map[string]bool
+	endpoints     map[string]bool // nil: every API measure
 	starts        int
 	queued        int
 	pg, redisAddr string
@@ -56,7 +58,7 @@ func main() {
 
 func run() error {
 	var c config
-	var parts, conns string
+	var parts, conns, endpoints string
 	flag.StringVar(&c.bin, "bin", "", "saveaction binary to measure (default: built from this tree)")
 	flag.StringVar(&c.before, "before", "", "a second saveaction binary measured side by side as \"before\"")
 	flag.StringVar(&c.out, "out", "BENCHMARKS.md", "report to write")
@@ -65,6 +67,7 @@ func run() error {
 	flag.IntVar(&c.runs, "runs", 100_000, "runs seeded for the API measures")
 	flag.StringVar(&conns, "conns", "16,64", "wrk connection counts")
 	flag.StringVar(&parts, "parts", "api,run,throughput", "measures to take")
+	flag.StringVar(&endpoints, "endpoints", "", "API measures to take, of "+strings.Join(endpointKeys, ",")+" (default: all)")
 	flag.IntVar(&c.starts, "starts", 15, "runs timed one at a time for the start-up measure (per repetition)")
 	flag.IntVar(&c.queued, "queued", 24, "runs queued at once for the throughput measure")
 	flag.StringVar(&c.pg, "pg", "postgres://root@127.0.0.1:5432/%s?sslmode=disable", "PostgreSQL URL pattern (%s = database)")
@@ -74,6 +77,16 @@ func run() error {
 	c.parts = map[string]bool{}
 	for _, p := range strings.Split(parts, ",") {
 		c.parts[strings.TrimSpace(p)] = true
+	}
+	if endpoints != "" {
+		c.endpoints = map[string]bool{}
+		for _, e := range strings.Split(endpoints, ",") {
+			e = strings.TrimSpace(e)
+			if !slices.Contains(endpointKeys, e) {
+				return fmt.Errorf("-endpoints: %q is not one of %s", e, strings.Join(endpointKeys, ","))
+			}
+			c.endpoints[e] = true
+		}
 	}
 	for _, s := range strings.Split(conns, ",") {
 		var n int
