@@ -141,6 +141,7 @@ type server struct {
 	fleet      Fleet
 	owners     RunOwners
 	tokens     *tokenCache // nil: no cache
+	refs       *refCache   // action references per recording version
 	estimates  estimateCache
 	// limiterOffUntil (unix ns) pauses the shared (Redis) rate limiting
 	// after a Redis failure; local counts in the meantime.
@@ -221,6 +222,7 @@ func New(cfg Config) (*fiber.App, error) {
 			go followTokenInvalidations(cfg.Lifetime, s.redis, s.prefix+tokenInvalidateChannel, s.tokens, s.log)
 		}
 	}
+	s.refs = newRefCache()
 	m, err := newMetrics(s.registry)
 	if err != nil {
 		return nil, fmt.Errorf("http: register metrics: %w", err)

@@ -54,6 +54,30 @@ func actionRefs(data []byte) ([]persistence.ActionRef, *recording.Recording, err
 	return refs, rec, nil
 }
 
+// recordingForRun loads userID's recording id without its data and the
+// action references of its current version: from the node's cache when it
+// holds that version, else read from the data and kept.
+func (s *server) recordingForRun(ctx context.Context, userID, id uuid.UUID) (*persistence.Recording, recordingRefs, error) {
+	rec, err := persistence.GetRecording(ctx, s.db, userID, id, false)
+	if err != nil {
+		return nil, recordingRefs{}, err
+	}
+	if e, ok := s.refs.get(rec.ID, rec.Version); ok {
+		return rec, e, nil
+	}
+	full, err := persistence.GetRecording(ctx, s.db, userID, id, true)
+	if err != nil {
+		return nil, recordingRefs{}, err
+	}
+	refs, parsed, err := actionRefs(full.Data)
+	if err != nil {
+		return nil, recordingRefs{}, err
+	}
+	e := recordingRefs{version: full.Version, refs: refs, vars: parsed.VariableNames()}
+	s.refs.put(full.ID, e)
+	return full, e, nil
+}
+
 // createRun answers POST /api/v1/runs.
 func (s *server) createRun(c *fiber.Ctx) error {
 	req, ps := parseCreateRun(c.Body(), s.browsers)
@@ -64,15 +88,11 @@ func (s *server) createRun(c *fiber.Ctx) error {
 	}
 	ctx := c.UserContext()
 	user := principalOf(c).UserID
-	rec, err := persistence.GetRecording(ctx, s.db, user, req.RecordingID, true)
+	rec, refs, err := s.recordingForRun(ctx, user, req.RecordingID)
 	if err != nil {
 		return err
 	}
-	refs, parsed, err := actionRefs(rec.Data)
-	if err != nil {
-		return err
-	}
-	if ps := checkVariables(req.Variables, parsed.VariableNames()); len(ps) > 0 {
+	if ps := checkVariables(req.Variables, refs.vars); len(ps) > 0 {
 		return invalid(ps...)
 	}
 	run := &persistence.Run{
@@ -86,7 +106,7 @@ func (s *server) createRun(c *fiber.Ctx) error {
 		return err
 	}
 	created, replayed, err := persistence.CreateRun(ctx, s.db, persistence.NewRun{
-		Run: run, Actions: refs, Enqueue: s.enqueue, Now: s.now(),
+		Run: run, Actions: refs.refs, Enqueue: s.enqueue, Now: s.now(),
 	})
 	if err != nil {
 		return err

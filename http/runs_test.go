@@ -2,6 +2,7 @@ package http
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -480,5 +481,57 @@ func TestDeleteRun(t *testing.T) {
 	}
 	if len(fc.seen) != 1 {
 		t.Fatalf("canceller called %d times, want once (for the running run)", len(fc.seen))
+	}
+}
+
+// TestCreateRunFollowsTheRecordingsVersion: the action references a node
+// keeps per recording are those of the version read with the run, so a run
+// created after an update has the new version's rows.
+func TestCreateRunFollowsTheRecordingsVersion(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	recID := h.uploadRecording()
+	actionIDs := func(runID string) []string {
+		var rows []persistence.RunAction
+		if err := testDB().NewSelect().Model(&rows).Where("run_id = ?", runID).Order("action_index").Scan(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		ids := make([]string, len(rows))
+		for i, r := range rows {
+			if r.ActionIndex != i || r.Status != persistence.ActionPending {
+				t.Errorf("row %d: %+v", i, r)
+			}
+			ids[i] = r.ActionID
+		}
+		return ids
+	}
+	first := h.createRun(recID, nil)["id"].(string)
+	again := h.createRun(recID, nil)["id"].(string) // from the node's cache
+	if a, b := actionIDs(first), actionIDs(again); len(a) != 5 || fmt.Sprint(a) != fmt.Sprint(b) {
+		t.Fatalf("rows of the same version differ: %v %v", a, b)
+	}
+
+	var m map[string]any
+	_ = json.Unmarshal(fixtureWithID(t, "rec_v2"), &m)
+	acts := m["actions"].([]any)
+	m["actions"] = []any{acts[0], acts[3]}
+	nd, _ := json.Marshal(map[string]any{"data": m})
+	h.do("PUT", "/api/v1/recordings/"+recID, nd).must(t, 200)
+
+	after := h.createRun(recID, nil)
+	got := h.do("GET", "/api/v1/runs/"+after["id"].(string), nil).must(t, 200).data()
+	if got["actionsTotal"] != float64(2) {
+		t.Errorf("actionsTotal after the update = %v, want 2", got["actionsTotal"])
+	}
+	want := []string{acts[0].(map[string]any)["id"].(string), acts[3].(map[string]any)["id"].(string)}
+	if ids := actionIDs(after["id"].(string)); fmt.Sprint(ids) != fmt.Sprint(want) {
+		t.Errorf("rows after the update = %v, want %v", ids, want)
+	}
+	var row persistence.Run
+	if err := testDB().NewSelect().Model(&row).Where("id = ?", after["id"]).Scan(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if row.RecordingVersion != 2 || row.JobID == "" || row.Status != persistence.StatusQueued {
+		t.Errorf("run after the update: version %d, job %q, status %s", row.RecordingVersion, row.JobID, row.Status)
 	}
 }

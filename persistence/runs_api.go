@@ -54,7 +54,9 @@ type NewRun struct {
 // returned with replayed true. A failure of Enqueue is an *EnqueueError.
 func CreateRun(ctx context.Context, db bun.IDB, in NewRun) (run *Run, replayed bool, err error) {
 	r := in.Run
-	now := in.Now.UTC()
+	// As PostgreSQL keeps it (microseconds), so the run returned is the one
+	// a later read returns.
+	now := in.Now.UTC().Truncate(time.Microsecond)
 	if r.IdempotencyKey != nil {
 		prev, err := runByIdempotencyKey(ctx, db, r.UserID, *r.IdempotencyKey)
 		if err != nil {
@@ -127,6 +129,22 @@ func CreateRun(ctx context.Context, db bun.IDB, in NewRun) (run *Run, replayed b
 // data-modifying WITH: both or neither, without a transaction's BEGIN and
 // COMMIT round trips). The run has no stream entry yet (job_id empty).
 func insertRun(ctx context.Context, db bun.IDB, r *Run, rows []RunAction) error {
+	if conn, ok := rawConn(db); ok {
+		args, err := insertRunArgs(r, rows)
+		if err != nil {
+			return fmt.Errorf("insert run: %w", err)
+		}
+		if _, err := conn.ExecContext(ctx, insertRunSQL, args...); err != nil {
+			return fmt.Errorf("insert run: %w", err)
+		}
+		if r.Artifacts == nil {
+			r.Artifacts = []Artifact{}
+		}
+		if r.ArtifactWarnings == nil {
+			r.ArtifactWarnings = []string{}
+		}
+		return nil
+	}
 	q := db.NewSelect().With("run", db.NewInsert().Model(r).Returning("*"))
 	if len(rows) > 0 {
 		q = q.With("rows", db.NewInsert().Model(&rows))
@@ -162,12 +180,16 @@ func dispatch(ctx context.Context, db bun.IDB, r *Run, enqueue EnqueueFunc) erro
 	r.QueueName, r.JobID = queueName, entryID
 	// A compare-and-set on the empty entry: a reconciler that gave the run
 	// an entry first keeps its own.
-	_, err = db.NewUpdate().Model((*Run)(nil)).
-		Set("queue_name = ?", queueName).
-		Set("job_id = ?", entryID).
-		Where("id = ?", r.ID).
-		Where("job_id = ''").
-		Exec(ctx)
+	if conn, ok := rawConn(db); ok {
+		_, err = conn.ExecContext(ctx, recordEntrySQL, queueName, entryID, r.ID.String())
+	} else {
+		_, err = db.NewUpdate().Model((*Run)(nil)).
+			Set("queue_name = ?", queueName).
+			Set("job_id = ?", entryID).
+			Where("id = ?", r.ID).
+			Where("job_id = ''").
+			Exec(ctx)
+	}
 	// An error here is not the client's: the entry is out and the run will
 	// be pulled and started, so it was created. Only the record of its
 	// entry is missing, which costs at most a duplicate entry from the
