@@ -43,6 +43,7 @@ type config struct {
 	parts         map[string]bool
 	endpoints     map[string]bool // nil: every API measure
 	starts        int
+	startGap      time.Duration
 	queued        int
 	pg, redisAddr string
 	tmp           string
@@ -69,6 +70,7 @@ func run() error {
 	flag.StringVar(&parts, "parts", "api,run,throughput", "measures to take")
 	flag.StringVar(&endpoints, "endpoints", "", "API measures to take, of "+strings.Join(endpointKeys, ",")+" (default: all)")
 	flag.IntVar(&c.starts, "starts", 15, "runs timed one at a time for the start-up measure (per repetition)")
+	flag.DurationVar(&c.startGap, "start-gap", time.Second, "pause after each timed run of the start-up measure, so the next arrives at an idle worker (0: back to back)")
 	flag.IntVar(&c.queued, "queued", 24, "runs queued at once for the throughput measure")
 	flag.StringVar(&c.pg, "pg", "postgres://root@127.0.0.1:5432/%s?sslmode=disable", "PostgreSQL URL pattern (%s = database)")
 	flag.StringVar(&c.redisAddr, "redis", "127.0.0.1:6379", "Redis address")

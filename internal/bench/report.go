@@ -83,7 +83,11 @@ func (r *report) markdown() string {
 	}
 	if s := r.start; s != nil {
 		w("## A run: POST → passed (`saveaction dev`, 1 slot, 10-action instant recording of a static page)\n\n")
-		w("%d runs per binary per repetition, one at a time, after two warm-up runs (Chromium already launched). Medians; the parts come from the run's and its rows' timestamps (ms precision) and the client's clock.\n\n", r.cfg.starts)
+		gap := "back to back"
+		if r.cfg.startGap > 0 {
+			gap = fmt.Sprintf("each posted %s after the previous one finished (a run arriving at an idle worker)", r.cfg.startGap)
+		}
+		w("%d runs per binary per repetition, one at a time, %s, after two warm-up runs (Chromium already launched). Each binary with its defaults. Medians; the parts come from the run's and its rows' timestamps (ms precision) and the client's clock.\n\n", r.cfg.starts, gap)
 		w("| binary | POST → passed | actions | outside the actions | POST sent → created (request arrival) | queue → started | started → first action (context, page, start page) | last action → completed (final write) | completed → run.finished seen |\n|---|---|---|---|---|---|---|---|---|\n")
 		for _, t := range s.targets {
 			ss := s.samples[t]

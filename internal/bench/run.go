@@ -245,6 +245,13 @@ func benchStart(ctx context.Context, c *config) (*startResult, error) {
 					}
 				}
 				for i := 0; i < c.starts; i++ {
+					if c.startGap > 0 {
+						select {
+						case <-time.After(c.startGap):
+						case <-ctx.Done():
+							return ctx.Err()
+						}
+					}
 					s, err := n.timeRun(ctx, recID)
 					if err != nil {
 						return err
