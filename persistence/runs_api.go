@@ -238,15 +238,20 @@ type runWithHealth struct {
 }
 
 // GetUserRunHealth loads userID's live run id, like GetUserRun, together
-// with the action rows that carry metadata (action id, index and metadata
-// only, in index order), in one round trip: GET /runs/:id needs both and
+// with the action rows that carry a selector health (action id, index and
+// the health as the only metadata, in index order), in one round trip: GET /runs/:id needs both and
 // is the API's hottest read.
 func GetUserRunHealth(ctx context.Context, db bun.IDB, userID, id uuid.UUID) (*Run, []RunAction, error) {
 	row := new(runWithHealth)
 	err := db.NewSelect().Model(row).
 		ColumnExpr("run.*").
-		ColumnExpr(`(SELECT coalesce(json_agg(json_build_object('i', a.action_index, 'a', a.action_id, 'm', a.metadata)
-			ORDER BY a.action_index), '[]') FROM run_actions a WHERE a.run_id = run.id AND a.metadata IS NOT NULL) AS health`).
+		// Only the rows whose metadata holds a selector health, and only
+		// that part of it: pending rows (metadata null) and the rest of
+		// the metadata cost PostgreSQL and the API a decode each for
+		// nothing.
+		ColumnExpr(`(SELECT coalesce(json_agg(json_build_object('i', a.action_index, 'a', a.action_id,
+			'm', jsonb_build_object('selectorHealth', a.metadata->'selectorHealth')) ORDER BY a.action_index), '[]')
+			FROM run_actions a WHERE a.run_id = run.id AND jsonb_typeof(a.metadata->'selectorHealth') = 'object') AS health`).
 		Where("run.id = ?", id).
 		Where("run.user_id = ?", userID).
 		Where("run.deleted_at IS NULL").
