@@ -40,18 +40,20 @@ type PoolConfig struct {
 	MaxRSSBytes int64
 	// Spares is how many browser contexts (with their page, and proxy
 	// under a network policy) the shared process keeps ready for the runs
-	// to come; 0 or negative keeps none (the default: see DefaultSpares).
+	// to come; 0 or negative keeps none (see DefaultSpares).
 	// A run that takes one only applies its emulation and loads its start
 	// page.
 	Spares  int
 	Metrics *Metrics
 }
 
-// DefaultSpares is none: measured side by side (docs/ARCHITECTURE.md, "A
-// run's start"), a spare cut the start of a run on an idle slot by 3-4×
-// but cost throughput on 2 busy slots (50 against 86 runs/min), its
-// renderer being made beside the runs on a CPU already full.
-const DefaultSpares = 0
+// DefaultSpares is one: a run arriving at an idle worker takes a context
+// made ahead and starts at once (POST → passed ≈ 190 ms against ≈ 400 ms
+// for the 10-action recording of make bench on a quiet machine). Measured
+// side by side on a quiet machine, 2 busy slots did not lose throughput
+// with it (a spare is the next run's context made earlier, not an extra
+// one); the loss seen before came from runs measured beside other load.
+const DefaultSpares = 1
 
 // Pool keeps a warm Chromium process that runs share through incognito
 // contexts, replaces it when it dies or is due for recycling, and closes a

@@ -52,7 +52,7 @@ type Config struct {
 	ActorAdvertised      string        // ACTOR_ADVERTISED_HOST (host:port other nodes use; "" = as listened)
 	DemoPort             int           // DEMO_PORT (dev only: the examples/ demo site, 3002)
 	BrowserMaxRuns       int           // BROWSER_MAX_RUNS (50)
-	BrowserSpares        int           // BROWSER_SPARE_SESSIONS (0, 0-10): browser contexts made ahead of runs
+	BrowserSpares        int           // BROWSER_SPARE_SESSIONS (1, 0-10): browser contexts made ahead of runs
 	BrowserMaxAgeMinutes int           // BROWSER_MAX_AGE_MINUTES (30)
 	BrowserMaxRSSMB      int           // BROWSER_MAX_RSS_MB (1024; 0 = no ceiling)
 
@@ -114,7 +114,7 @@ var configDefaults = map[string]string{
 	"ACTOR_ADVERTISED_HOST":   "",
 	"DEMO_PORT":               "3002",
 	"BROWSER_MAX_RUNS":        "50",
-	"BROWSER_SPARE_SESSIONS":  "0",
+	"BROWSER_SPARE_SESSIONS":  "1",
 	"BROWSER_MAX_AGE_MINUTES": "30",
 	"BROWSER_MAX_RSS_MB":      "1024",
 	"RUN_BLOCKED_NETWORKS":    "169.254.0.0/16,fe80::/10",
