@@ -142,6 +142,7 @@ type server struct {
 	owners     RunOwners
 	tokens     *tokenCache // nil: no cache
 	refs       *refCache   // action references per recording version
+	readSlots  chan struct{}
 	estimates  estimateCache
 	// limiterOffUntil (unix ns) pauses the shared (Redis) rate limiting
 	// after a Redis failure; local counts in the meantime.
@@ -223,6 +224,7 @@ func New(cfg Config) (*fiber.App, error) {
 		}
 	}
 	s.refs = newRefCache()
+	s.readSlots = newReadSlots()
 	m, err := newMetrics(s.registry)
 	if err != nil {
 		return nil, fmt.Errorf("http: register metrics: %w", err)
@@ -252,6 +254,8 @@ func New(cfg Config) (*fiber.App, error) {
 // routes registers every endpoint. Each route's first handler is open or
 // guard, which names the route for metrics and logs (and guard
 // authenticates); the OpenAPI test checks this table against openapi.go.
+// Plain reads (a database read, then the answer) then take a read slot
+// (readslots.go); streams and downloads do not.
 func (s *server) routes(app *fiber.App) {
 	app.Get("/api/health", s.open, s.health)
 	app.Get("/api/health/live", s.open, s.live)
@@ -264,21 +268,21 @@ func (s *server) routes(app *fiber.App) {
 
 	v1 := app.Group("/api/v1")
 	v1.Post("/tokens", s.guard(persistence.ScopeTokensManage), s.createToken)
-	v1.Get("/tokens", s.guard(persistence.ScopeTokensManage), s.listTokens)
+	v1.Get("/tokens", s.guard(persistence.ScopeTokensManage), s.read, s.listTokens)
 	v1.Post("/tokens/:id/revoke", s.guard(persistence.ScopeTokensManage), s.revokeToken)
 	v1.Delete("/tokens/:id", s.guard(persistence.ScopeTokensManage), s.deleteToken)
 
 	v1.Post("/recordings", s.guard(persistence.ScopeRecordingsWrite), s.createRecording)
-	v1.Get("/recordings", s.guard(persistence.ScopeRecordingsRead), s.listRecordings)
-	v1.Get("/recordings/:id", s.guard(persistence.ScopeRecordingsRead), s.getRecording)
+	v1.Get("/recordings", s.guard(persistence.ScopeRecordingsRead), s.read, s.listRecordings)
+	v1.Get("/recordings/:id", s.guard(persistence.ScopeRecordingsRead), s.read, s.getRecording)
 	v1.Get("/recordings/:id/export", s.guard(persistence.ScopeRecordingsRead), s.exportRecording)
 	v1.Put("/recordings/:id", s.guard(persistence.ScopeRecordingsWrite), s.updateRecording)
 	v1.Delete("/recordings/:id", s.guard(persistence.ScopeRecordingsWrite), s.deleteRecording)
 
 	v1.Post("/runs", s.guard(persistence.ScopeRunsExecute), s.createRun)
-	v1.Get("/runs", s.guard(persistence.ScopeRunsRead), s.listRuns)
-	v1.Get("/runs/:id", s.guard(persistence.ScopeRunsRead), s.getRun)
-	v1.Get("/runs/:id/actions", s.guard(persistence.ScopeRunsRead), s.listRunActions)
+	v1.Get("/runs", s.guard(persistence.ScopeRunsRead), s.read, s.listRuns)
+	v1.Get("/runs/:id", s.guard(persistence.ScopeRunsRead), s.read, s.getRun)
+	v1.Get("/runs/:id/actions", s.guard(persistence.ScopeRunsRead), s.read, s.listRunActions)
 	v1.Get("/runs/:id/events", s.guard(persistence.ScopeRunsRead), s.runEvents)
 	v1.Get("/runs/:id/live", s.guard(persistence.ScopeRunsRead), s.liveRun)
 	v1.Post("/runs/:id/cancel", s.guard(persistence.ScopeRunsExecute), s.cancelRun)
@@ -286,11 +290,11 @@ func (s *server) routes(app *fiber.App) {
 	v1.Delete("/runs/:id", s.guard(persistence.ScopeRunsExecute), s.deleteRun)
 	// Artifacts; GET routes answer HEAD too (Fiber adds it).
 	v1.Get("/runs/:id/video", s.guardArtifact(persistence.ScopeRunsRead), s.getVideo)
-	v1.Get("/runs/:id/screenshots", s.guard(persistence.ScopeRunsRead), s.listScreenshots)
+	v1.Get("/runs/:id/screenshots", s.guard(persistence.ScopeRunsRead), s.read, s.listScreenshots)
 	v1.Get("/runs/:id/screenshots/:name", s.guardArtifact(persistence.ScopeRunsRead), s.getScreenshot)
 	v1.Post("/runs/:id/artifact-links", s.guard(persistence.ScopeRunsRead), s.createArtifactLinks)
 
-	v1.Get("/workers", s.guard(persistence.ScopeWorkersRead), s.listWorkers)
+	v1.Get("/workers", s.guard(persistence.ScopeWorkersRead), s.read, s.listWorkers)
 	v1.Post("/workers/:name/drain", s.guard(persistence.ScopeWorkersManage), s.drainWorker)
 	v1.Post("/workers/:name/resume", s.guard(persistence.ScopeWorkersManage), s.resumeWorker)
 }
