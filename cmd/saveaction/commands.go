@@ -120,7 +120,7 @@ func nodeConfig(name string, args []string, overrides map[string]string) (*Confi
 	if err != nil {
 		return nil, nil, err
 	}
-	log := newLogger(cfg, os.Stderr)
+	log := newLogger(cfg, nodeLog)
 	if name == "worker" || name == "dev" {
 		log = slog.New(withDefaultAttr(log.Handler(), slog.String("worker", cfg.WorkerName)))
 	}

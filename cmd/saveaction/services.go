@@ -521,6 +521,9 @@ func demoServer(cfg *Config, log *slog.Logger) *service.Server {
 
 // isTerminal reports whether w is a character device (a terminal).
 func isTerminal(w io.Writer) bool {
+	if fw, ok := w.(*flushingWriter); ok {
+		w = fw.out
+	}
 	f, ok := w.(*os.File)
 	if !ok {
 		return false
