@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-rod/rod/lib/proto"
 	"github.com/saveaction/runner/recording"
 )
 
@@ -82,4 +83,67 @@ func BenchmarkStartNewBrowser(b *testing.B) {
 			b.Fatal(res.ErrorMessage)
 		}
 	}
+}
+
+// BenchmarkRawCDPPerAction replays the same 50 actions on the same page
+// as BenchmarkReplayPerAction with a bare DevTools driver, the floor the
+// replay is held to (within 1.5×): a click is one evaluation for the
+// element's centre and a mouse press and release there; an input is one
+// evaluation that focuses the field, sets its value and fires input and
+// change. No locating strategies, no waiting for the element to be
+// visible, enabled, still or uncovered, no check of what the action did,
+// no rows: what the replay adds is what this leaves out.
+func BenchmarkRawCDPPerAction(b *testing.B) {
+	br := needBrowser(b)
+	rec := benchRecording()
+	var perAction time.Duration
+	for i := 0; i < b.N; i++ {
+		b.StopTimer()
+		ctx, err := br.rod.Incognito()
+		if err != nil {
+			b.Fatal(err)
+		}
+		page, err := ctx.Page(proto.TargetCreateTarget{URL: rec.URL})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := page.WaitLoad(); err != nil {
+			b.Fatal(err)
+		}
+		b.StartTimer()
+		start := time.Now()
+		for _, a := range rec.Actions {
+			id := a.Selector.ID
+			if a.Type == recording.TypeClick {
+				res, err := page.Eval(`(id) => { const r = document.getElementById(id).getBoundingClientRect();
+					return { x: r.x + r.width / 2, y: r.y + r.height / 2 }; }`, id)
+				if err != nil {
+					b.Fatal(err)
+				}
+				x, y := res.Value.Get("x").Num(), res.Value.Get("y").Num()
+				for _, t := range []proto.InputDispatchMouseEventType{proto.InputDispatchMouseEventTypeMousePressed, proto.InputDispatchMouseEventTypeMouseReleased} {
+					if err := (proto.InputDispatchMouseEvent{Type: t, X: x, Y: y, Button: proto.InputMouseButtonLeft, ClickCount: 1}).Call(page); err != nil {
+						b.Fatal(err)
+					}
+				}
+				continue
+			}
+			if _, err := page.Eval(`(id, v) => { const el = document.getElementById(id); el.focus(); el.value = v;
+				el.dispatchEvent(new Event('input', { bubbles: true })); el.dispatchEvent(new Event('change', { bubbles: true })); }`,
+				id, *a.Value); err != nil {
+				b.Fatal(err)
+			}
+		}
+		// Timed as the replay is: from the first action's start to the last's.
+		perAction += time.Since(start) / time.Duration(len(rec.Actions))
+		b.StopTimer()
+		if n, err := page.Eval(`() => Number(document.getElementById('count').textContent)`); err != nil || n.Value.Int() != 25 {
+			b.Fatalf("the clicks did not land: count %v, %v", n, err)
+		}
+		_ = page.Close()
+		_ = ctx.Close()
+		b.StartTimer()
+	}
+	b.ReportMetric(float64(perAction.Nanoseconds())/float64(b.N), "ns/action")
+	b.ReportMetric(float64(perAction.Milliseconds())/float64(b.N), "ms/action")
 }
