@@ -41,7 +41,7 @@ func (r *report) markdown() string {
 	w("# Benchmarks\n\n")
 	w("Written by `make bench` (`go run ./internal/bench`); every figure below was taken in one run of it, side by side.\n\n")
 	w("- Date: %s to %s (UTC)\n", r.started.Format("2006-01-02 15:04"), r.finished.Format("15:04"))
-	w("- Machine: %s; PostgreSQL, Redis, Chromium and the load generator on the same box, shared with other work\n", r.machine)
+	w("- Machine: %s; PostgreSQL, Redis, Chromium and the load generator on the same box (the load average beside each figure says how busy it was)\n", r.machine)
 	w("- Settings: wrk -t2, %s per measure, %d repetitions (median of them), targets in turn within each repetition\n\n",
 		r.cfg.dur, r.cfg.reps)
 	if a := r.api; a != nil {
