@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"fmt"
 	"strings"
 	"sync"
@@ -9,29 +8,11 @@ import (
 	"time"
 )
 
-// lockedBuffer is a bytes.Buffer safe for the flusher and the test.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // TestFlushingWriterKeepsLinesWholeAndInOrder: lines written from many
 // goroutines come out whole, each once, in the order each goroutine wrote
 // them, within a flush period, and Flush writes out what is left.
 func TestFlushingWriterKeepsLinesWholeAndInOrder(t *testing.T) {
-	out := &lockedBuffer{}
+	out := &syncBuffer{} // fleet_test.go
 	w := newFlushingWriter(out)
 	var wg sync.WaitGroup
 	const writers, lines = 8, 2000
