@@ -518,12 +518,18 @@ func (n *Node) dropped(gap time.Duration, peers []Member) string {
 // watchListed asks the other workers every checkEvery whether they still
 // list this node: one dropped without a stall (a partition that healed, a
 // member that blocked it under load) joins again when a peer says no twice
-// in a row.
+// in a row. When this node's own view has lost every other worker, it asks
+// the ones it saw last, and none answering counts as a no: the others
+// blocking this node's member id make them all leave its view at once and
+// refuse its connections (seen in CI: a worker thawed just as the others
+// dropped it was told it was still listed, then saw everyone leave and
+// stayed alone, holding a second maintenance singleton).
 func (n *Node) watchListed() {
 	defer n.wg.Done()
 	t := time.NewTicker(checkEvery)
 	defer t.Stop()
 	unlisted := 0
+	var known []Member // the other workers last seen, while this node's view has none
 	for {
 		select {
 		case <-n.stop:
@@ -536,14 +542,28 @@ func (n *Node) watchListed() {
 				peers = append(peers, m)
 			}
 		}
-		if n.stalled.Load() || !n.unlistedBy(peers) {
+		fromKnown := len(peers) == 0
+		if fromKnown {
+			peers = known
+		} else {
+			known = peers
+		}
+		no, answered := n.unlistedBy(peers)
+		// Alone in its own view, and not one of the workers it saw last
+		// answers: the others blocked this member (they refuse its
+		// connections) or are all gone; either way a fresh member id costs
+		// little, and known is forgotten after, so it is tried once.
+		if fromKnown && len(peers) > 0 && answered == 0 {
+			no = true
+		}
+		if n.stalled.Load() || !no {
 			unlisted = 0
 			continue
 		}
 		if unlisted++; unlisted < 2 {
 			continue
 		}
-		unlisted = 0
+		unlisted, known = 0, nil
 		n.rejoinMu.Lock()
 		n.log.Warn("another member no longer lists this node: joining again with a fresh member id")
 		n.stalled.Store(true)
@@ -554,19 +574,24 @@ func (n *Node) watchListed() {
 }
 
 // unlistedBy reports whether one of peers answered that it does not list
-// this node (no answer says nothing).
-func (n *Node) unlistedBy(peers []Member) bool {
+// this node (no answer says nothing), and how many answered.
+func (n *Node) unlistedBy(peers []Member) (unlisted bool, answered int) {
 	sys := n.System()
 	if sys == nil {
-		return false
+		return false, 0
 	}
 	for _, m := range peers {
 		res, err := sys.Root.RequestFuture(actor.NewPID(m.Address, probeName), wrapperspb.String(sys.ID), probeTimeout).Result()
-		if b, ok := res.(*wrapperspb.BoolValue); err == nil && ok && !b.Value {
-			return true
+		b, ok := res.(*wrapperspb.BoolValue)
+		if err != nil || !ok {
+			continue
+		}
+		answered++
+		if !b.Value {
+			return true, answered
 		}
 	}
-	return false
+	return false, answered
 }
 
 // watchView is an API node's (a client's) check of its own view: a client
