@@ -174,6 +174,14 @@ const (
 	heartbeatExpiration = 5 * time.Second
 	// probeTimeout bounds the question to the others after a stall.
 	probeTimeout = 2 * time.Second
+	// afterStall is how long after a stall the workers leaving this node's
+	// view are taken for its view lagging, not for them dying: the others
+	// may drop and block this node just after it thawed (their health poll
+	// timed out during the freeze), and then their gossip stops reaching it
+	// and their heartbeats expire in its view up to heartbeatExpiration
+	// later. Real departures meanwhile are the other members' to act on,
+	// and the lease's after that.
+	afterStall = 3 * heartbeatExpiration
 	// checkEvery is how often a member asks the others whether they still
 	// list it.
 	checkEvery = 5 * time.Second
@@ -224,7 +232,12 @@ type Node struct {
 	stalled  atomic.Bool
 	rejoinMu sync.Mutex   // one rejoin at a time
 	lastBeat atomic.Int64 // unix ns of the stall watch's last tick
-	rejoins  atomic.Int64
+	// stallEnd is when the last stall was handled (unix ns, 0 for none).
+	stallEnd atomic.Int64
+	// recheck asks watchListed to ask the others now: a departure was
+	// ignored because this node's view may lag.
+	recheck chan struct{}
+	rejoins atomic.Int64
 
 	maintRunning atomic.Bool
 }
@@ -239,7 +252,8 @@ func New(cfg Config, opts Options) *Node {
 		opts.NewSystem = func() *actor.ActorSystem { return actor.NewActorSystem() }
 	}
 	n := &Node{cfg: cfg, opts: opts, log: opts.Log.With("component", "cluster"),
-		members: map[string]Member{}, stop: make(chan struct{}), events: make(chan topologyEvent, 64), port: opts.Port}
+		members: map[string]Member{}, stop: make(chan struct{}), events: make(chan topologyEvent, 64), port: opts.Port,
+		recheck: make(chan struct{}, 1)}
 	n.lastBeat.Store(time.Now().UnixNano())
 	return n
 }
@@ -459,6 +473,7 @@ func (n *Node) watchStall() {
 			} else {
 				n.log.Info("this node was stalled, but the others still list it", "stalled", gap.Round(time.Millisecond).String())
 			}
+			n.stallEnd.Store(time.Now().UnixNano())
 			n.stalled.Store(false)
 			n.rejoinMu.Unlock()
 		}
@@ -523,7 +538,8 @@ func (n *Node) dropped(gap time.Duration, peers []Member) string {
 // blocking this node's member id make them all leave its view at once and
 // refuse its connections (seen in CI: a worker thawed just as the others
 // dropped it was told it was still listed, then saw everyone leave and
-// stayed alone, holding a second maintenance singleton).
+// stayed alone, holding a second maintenance singleton). A departure
+// ignored after a stall asks at once, without waiting for the tick.
 func (n *Node) watchListed() {
 	defer n.wg.Done()
 	t := time.NewTicker(checkEvery)
@@ -535,6 +551,7 @@ func (n *Node) watchListed() {
 		case <-n.stop:
 			return
 		case <-t.C:
+		case <-n.recheck:
 		}
 		var peers []Member
 		for _, m := range n.Workers() {
@@ -854,9 +871,13 @@ func (n *Node) apply(e topologyEvent) {
 			n.opts.OnJoined(w)
 		}
 	}
-	// A node that was stalled sees the others' heartbeats expire and drops
-	// them: its view lags, they did not die. It joins again instead.
-	stalled := n.opts.Worker != "" && (n.stalled.Load() || time.Since(time.Unix(0, n.lastBeat.Load())) > stallLimit)
+	// A node that was stalled, or was a moment ago, sees the others'
+	// heartbeats expire and drops them: its view lags, they did not die.
+	// It asks the others at once whether they still list it, and joins
+	// again when they do not.
+	stalled := n.opts.Worker != "" && (n.stalled.Load() ||
+		time.Since(time.Unix(0, n.lastBeat.Load())) > stallLimit ||
+		time.Since(time.Unix(0, n.stallEnd.Load())) < afterStall)
 	for _, w := range left {
 		switch {
 		case w == n.opts.Worker:
@@ -868,6 +889,10 @@ func (n *Node) apply(e topologyEvent) {
 			continue
 		case stalled:
 			n.log.Warn("worker left this node's view while this node was stalled: ignored", "member", w)
+			select {
+			case n.recheck <- struct{}{}:
+			default:
+			}
 			continue
 		}
 		n.log.Warn("worker left the cluster", "member", w)

@@ -104,10 +104,32 @@ func TestApplyReportsOnlyRealDepartures(t *testing.T) {
 		t.Fatalf("left = %v while stalled, want none", left)
 	}
 	n.lastBeat.Store(time.Now().UnixNano())
+	// Just after a stall (its ticks on time again), the others blocking
+	// this node make them leave its view: still its view lagging. It
+	// asks the others at once instead.
+	n.apply(topologyEvent{gen: 1, t: topology("me~1", "a~1", "b~2")})
+	n.stallEnd.Store(time.Now().Add(-2 * time.Second).UnixNano())
+	n.apply(topologyEvent{gen: 1, t: topology("me~1")})
+	if len(left) != 0 {
+		t.Fatalf("left = %v just after a stall, want none", left)
+	}
+	select {
+	case <-n.recheck:
+	default:
+		t.Fatal("an ignored departure did not ask for a check of the others")
+	}
+	// Long after it, a departure is one again.
+	n.stallEnd.Store(time.Now().Add(-afterStall - time.Second).UnixNano())
+	n.apply(topologyEvent{gen: 1, t: topology("me~1", "a~1")})
+	n.apply(topologyEvent{gen: 1, t: topology("me~1")})
+	if !slices.Equal(left, []string{"a"}) {
+		t.Fatalf("left = %v long after a stall, want [a]", left)
+	}
+	left = nil
 	// An event of a membership left behind changes nothing.
 	n.gen = 2
 	n.apply(topologyEvent{gen: 1, t: topology("me~1")})
-	if len(left) != 0 || len(n.Workers()) != 2 {
+	if len(left) != 0 || len(n.Workers()) != 1 {
 		t.Fatalf("a stale membership's event: left %v, workers %+v", left, n.Workers())
 	}
 }
