@@ -35,10 +35,9 @@ func SweepStaleBrowsers(root string) SweepReport {
 	if root == "" {
 		root = os.TempDir()
 	}
+	// No early return when no folder is left: an orphan whose browser
+	// was closed after it crashed had its folder removed, and is one still.
 	dirs, _ := filepath.Glob(filepath.Join(root, profilePattern))
-	if len(dirs) == 0 {
-		return rep
-	}
 	inUse := map[string]bool{}
 	procs, _ := os.ReadDir("/proc")
 	for _, p := range procs {

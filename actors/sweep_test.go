@@ -71,6 +71,29 @@ func TestSweepKillsOrphansAndRemovesStaleProfiles(t *testing.T) {
 	}
 }
 
+// An orphan whose profile folder is gone (its browser crashed and was
+// closed, which removed the folder) is killed all the same.
+func TestSweepKillsOrphansWhoseProfileIsGone(t *testing.T) {
+	root := t.TempDir()
+	gone := root + "/saveaction-chromium-gone"
+	starter := exec.Command("sh", "-c", `(sh -c 'sleep 60; :' fake --user-data-dir=`+gone+` >/dev/null 2>&1 &)`)
+	if out, err := starter.CombinedOutput(); err != nil {
+		t.Fatalf("start orphan: %v %s", err, out)
+	}
+	orphan := findProc(t, "--user-data-dir="+gone)
+	t.Cleanup(func() { _ = syscall.Kill(orphan, syscall.SIGKILL) })
+	if rep := actors.SweepStaleBrowsers(root); rep.Killed < 1 {
+		t.Fatalf("sweep killed %d processes, want the orphan", rep.Killed)
+	}
+	deadline := time.Now().Add(3 * time.Second)
+	for syscall.Kill(orphan, 0) == nil && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if syscall.Kill(orphan, 0) == nil {
+		t.Fatalf("orphan %d still alive", orphan)
+	}
+}
+
 func findProc(t *testing.T, arg string) int {
 	t.Helper()
 	deadline := time.Now().Add(3 * time.Second)

@@ -4,6 +4,7 @@
 package browser
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -86,6 +87,7 @@ type Browser struct {
 	life    context.Context    // ends with the connection
 	cancel  context.CancelFunc // ends the connection's event loop
 	pid     int
+	profile string // the --user-data-dir its processes run with
 	tempDir string // removed on Close; "" when the caller owns the profile
 	policy  Policy // applied to every session
 	sandbox bool   // Chromium runs with its sandbox
@@ -154,7 +156,7 @@ func Launch(ctx context.Context, o LaunchOptions) (*Browser, error) {
 		return nil, fmt.Errorf("launch chromium %s: %w", bin, err)
 	}
 
-	b := &Browser{pid: pid, tempDir: tempDir, policy: o.Policy, sandbox: !noSandbox}
+	b := &Browser{pid: pid, profile: dir, tempDir: tempDir, policy: o.Policy, sandbox: !noSandbox}
 	client, err := cdp.StartWithURL(ctx, u, nil)
 	if err != nil {
 		b.kill()
@@ -257,6 +259,35 @@ func (b *Browser) kill() {
 		killTree(b.pid)
 		waitGone(b.pid, 2*time.Second)
 	}
+	// Once the browser process is gone (it crashed, or was killed) its
+	// process group can no longer be found from its pid, and its helpers
+	// (zygotes, renderers, GPU) live on as orphans until they notice; one
+	// stuck (a renderer being forked as its parent died, or stopped) never
+	// does. Every process of this browser runs with its profile folder.
+	if b.profile != "" {
+		for _, pid := range profileProcs(b.profile) {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+		}
+	}
+}
+
+// profileProcs lists the processes whose command line holds
+// --user-data-dir=dir.
+func profileProcs(dir string) []int {
+	flag := []byte("--user-data-dir=" + dir + "\x00")
+	entries, _ := os.ReadDir("/proc")
+	var out []int
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || pid == os.Getpid() {
+			continue
+		}
+		cmdline, err := os.ReadFile("/proc/" + e.Name() + "/cmdline")
+		if err == nil && bytes.Contains(append(cmdline, 0), flag) {
+			out = append(out, pid)
+		}
+	}
+	return out
 }
 
 func (b *Browser) removeProfile() error {

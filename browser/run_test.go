@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -410,6 +411,49 @@ func TestLaunchAndClose(t *testing.T) {
 	res := b.Replay(context.Background(), newRec(fixture(), clickID("click-btn")), quick(), nil)
 	if res.Status != RunFailed || !res.Crashed || res.ActionsSkipped != 1 {
 		t.Errorf("replay on a closed browser: %s crashed %v %s", res.Status, res.Crashed, res.ErrorMessage)
+	}
+}
+
+// A browser whose own process died (crashed, killed) leaves its helpers
+// behind: its process group cannot be found from a dead pid. One that is
+// stuck (here stopped, as a renderer forked while its parent died can be)
+// never exits by itself. Close kills every process of the browser's
+// profile.
+func TestCloseKillsTheHelpersOfADeadBrowser(t *testing.T) {
+	needBrowser(t)
+	b, err := Launch(context.Background(), LaunchOptions{Headless: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = b.Close() })
+	var helper int
+	for _, pid := range profileProcs(b.profile) {
+		if pid != b.PID() {
+			helper = pid
+			break
+		}
+	}
+	if helper == 0 {
+		t.Fatalf("no helper process of %d runs with profile %s", b.PID(), b.profile)
+	}
+	if err := syscall.Kill(helper, syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = syscall.Kill(helper, syscall.SIGKILL) })
+	if err := syscall.Kill(b.PID(), syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	waitGone(b.PID(), 5*time.Second)
+	if processAlive(b.PID()) {
+		t.Fatalf("browser %d outlived SIGKILL", b.PID())
+	}
+	_ = b.Close()
+	deadline := time.Now().Add(3 * time.Second)
+	for processAlive(helper) && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if processAlive(helper) {
+		t.Fatalf("helper %d of the dead browser outlived Close", helper)
 	}
 }
 
