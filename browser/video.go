@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"image/jpeg"
 	"io"
 	"os"
 	"os/exec"
@@ -56,6 +57,9 @@ func videoEncoders() []struct {
 type frame struct {
 	jpeg []byte
 	at   time.Time
+	// final is the page captured as the run left it: kept only when its
+	// size is the screencast's, and written at least once.
+	final bool
 }
 
 // videoRecorder turns the page's screencast into a video file: the frames
@@ -153,8 +157,10 @@ func (r *replay) startVideo(ctx context.Context) {
 }
 
 // write feeds ffmpeg until frames is closed, then pads to the end time.
+// The last frame is written at least once, however short its time.
 func (v *videoRecorder) write() {
 	var last []byte
+	lastOut := false // last was written
 	written := 0
 	var err error
 	fill := func(until time.Time) {
@@ -162,22 +168,61 @@ func (v *videoRecorder) write() {
 		for last != nil && written < target && err == nil {
 			_, err = v.stdin.Write(last)
 			written++
+			lastOut = true
 		}
 	}
 	for f := range v.frames {
 		if err != nil {
 			continue // keep draining so the tracker never blocks
 		}
+		if f.final && (last == nil || !sameSize(last, f.jpeg)) {
+			continue
+		}
 		fill(f.at)
-		last = f.jpeg
+		last, lastOut = f.jpeg, false
 	}
 	if err == nil {
 		fill(time.Now())
-		if written == 0 && last != nil {
+		if last != nil && !lastOut {
 			_, err = v.stdin.Write(last)
 		}
 	}
 	v.done <- err
+}
+
+// sameSize reports whether two JPEG images have the same dimensions.
+func sameSize(a, b []byte) bool {
+	ca, err := jpeg.DecodeConfig(bytes.NewReader(a))
+	if err != nil {
+		return false
+	}
+	cb, err := jpeg.DecodeConfig(bytes.NewReader(b))
+	return err == nil && ca.Width == cb.Width && ca.Height == cb.Height
+}
+
+// finalFrame captures the page as the run left it, secrets covered as for
+// a screenshot. The screencast sends a frame only after the previous one
+// was acknowledged, so on a loaded machine the page's last change may
+// still be on its way when the run ends; without this frame the video
+// would end on an earlier state of the page.
+func (r *replay) finalFrame(ctx context.Context) ([]byte, bool) {
+	// A page that does not answer (a dialog open, a hung renderer) costs
+	// the run's end at most this.
+	ctx, cancelWait := context.WithTimeout(ctx, time.Second)
+	defer cancelWait()
+	cctx, cancel := r.s.callCtx(ctx)
+	defer cancel()
+	uncover, err := r.coverSecrets(cctx)
+	if err != nil {
+		return nil, false
+	}
+	defer uncover()
+	quality := videoQuality
+	shot, err := proto.PageCaptureScreenshot{Format: proto.PageCaptureScreenshotFormatJpeg, Quality: &quality}.Call(r.s.client(cctx))
+	if err != nil {
+		return nil, false
+	}
+	return shot.Data, true
 }
 
 // stopVideo stops the screencast and finishes the file.
@@ -188,9 +233,13 @@ func (r *replay) stopVideo() {
 	}
 	r.video = nil
 	ctx, cancel := context.WithTimeout(context.Background(), closeTimeout)
+	shot, ok := r.finalFrame(ctx)
 	_ = r.s.do(ctx, proto.PageStopScreencast{})
 	cancel()
 	r.s.setFrameSink(nil) // no more sends after this returns
+	if ok {
+		v.frames <- frame{jpeg: shot, at: time.Now(), final: true}
+	}
 	close(v.frames)
 	werr := <-v.done
 	_ = v.stdin.Close()
