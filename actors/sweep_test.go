@@ -46,17 +46,7 @@ func TestSweepKillsOrphansAndRemovesStaleProfiles(t *testing.T) {
 	}
 	defer func() { _ = live.Process.Kill(); _ = live.Wait() }()
 
-	rep := actors.SweepStaleBrowsers(root)
-	if rep.Killed < 1 {
-		t.Fatalf("sweep killed %d processes, want the orphan", rep.Killed)
-	}
-	deadline := time.Now().Add(3 * time.Second)
-	for syscall.Kill(orphan, 0) == nil && time.Now().Before(deadline) {
-		time.Sleep(20 * time.Millisecond)
-	}
-	if syscall.Kill(orphan, 0) == nil {
-		t.Fatalf("orphan %d still alive", orphan)
-	}
+	sweepKills(t, root, orphan)
 	if _, err := os.Stat(staleDir); !os.IsNotExist(err) {
 		t.Fatalf("stale profile %s not removed", staleDir)
 	}
@@ -82,6 +72,12 @@ func TestSweepKillsOrphansWhoseProfileIsGone(t *testing.T) {
 	}
 	orphan := findProc(t, "--user-data-dir="+gone)
 	t.Cleanup(func() { _ = syscall.Kill(orphan, syscall.SIGKILL) })
+	sweepKills(t, root, orphan)
+}
+
+// sweepKills sweeps root and wants orphan killed by it.
+func sweepKills(t *testing.T, root string, orphan int) {
+	t.Helper()
 	if rep := actors.SweepStaleBrowsers(root); rep.Killed < 1 {
 		t.Fatalf("sweep killed %d processes, want the orphan", rep.Killed)
 	}
