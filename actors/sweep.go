@@ -8,6 +8,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/saveaction/runner/browser"
 )
 
 // profilePattern matches the temporary profiles browser.Launch creates.
@@ -39,18 +41,8 @@ func SweepStaleBrowsers(root string) SweepReport {
 	// was closed after it crashed had its folder removed, and is one still.
 	dirs, _ := filepath.Glob(filepath.Join(root, profilePattern))
 	inUse := map[string]bool{}
-	procs, _ := os.ReadDir("/proc")
-	for _, p := range procs {
-		pid, err := strconv.Atoi(p.Name())
-		if err != nil {
-			continue
-		}
-		cmdline, err := os.ReadFile(filepath.Join("/proc", p.Name(), "cmdline"))
-		if err != nil {
-			continue
-		}
-		dir := profileOf(cmdline)
-		if dir == "" || filepath.Dir(dir) != filepath.Clean(root) {
+	for pid, dir := range browser.ProfileProcesses() {
+		if m, _ := filepath.Match(profilePattern, filepath.Base(dir)); !m || filepath.Dir(dir) != filepath.Clean(root) {
 			continue
 		}
 		if parentPID(pid) == 1 {
@@ -73,20 +65,6 @@ func SweepStaleBrowsers(root string) SweepReport {
 		}
 	}
 	return rep
-}
-
-// profileOf returns the --user-data-dir of a command line when it is one of ours.
-func profileOf(cmdline []byte) string {
-	for _, arg := range bytes.Split(cmdline, []byte{0}) {
-		v, ok := strings.CutPrefix(string(arg), "--user-data-dir=")
-		if !ok {
-			continue
-		}
-		if m, _ := filepath.Match(profilePattern, filepath.Base(v)); m {
-			return v
-		}
-	}
-	return ""
 }
 
 func parentPID(pid int) int {

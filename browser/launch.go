@@ -265,26 +265,34 @@ func (b *Browser) kill() {
 	// stuck (a renderer being forked as its parent died, or stopped) never
 	// does. Every process of this browser runs with its profile folder.
 	if b.profile != "" {
-		for _, pid := range profileProcs(b.profile) {
-			_ = syscall.Kill(pid, syscall.SIGKILL)
+		for pid, dir := range ProfileProcesses() {
+			if dir == b.profile {
+				_ = syscall.Kill(pid, syscall.SIGKILL)
+			}
 		}
 	}
 }
 
-// profileProcs lists the processes whose command line holds
-// --user-data-dir=dir.
-func profileProcs(dir string) []int {
-	flag := []byte("--user-data-dir=" + dir + "\x00")
+// ProfileProcesses maps every other process started with a
+// --user-data-dir to that folder: the processes of a browser, or of
+// browsers left by a dead worker (actors.SweepStaleBrowsers).
+func ProfileProcesses() map[int]string {
+	out := map[int]string{}
 	entries, _ := os.ReadDir("/proc")
-	var out []int
 	for _, e := range entries {
 		pid, err := strconv.Atoi(e.Name())
 		if err != nil || pid == os.Getpid() {
 			continue
 		}
 		cmdline, err := os.ReadFile("/proc/" + e.Name() + "/cmdline")
-		if err == nil && bytes.Contains(append(cmdline, 0), flag) {
-			out = append(out, pid)
+		if err != nil {
+			continue
+		}
+		for _, arg := range bytes.Split(cmdline, []byte{0}) {
+			if dir, ok := bytes.CutPrefix(arg, []byte("--user-data-dir=")); ok {
+				out[pid] = string(dir)
+				break
+			}
 		}
 	}
 	return out

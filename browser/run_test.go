@@ -427,8 +427,8 @@ func TestCloseKillsTheHelpersOfADeadBrowser(t *testing.T) {
 	}
 	t.Cleanup(func() { _ = b.Close() })
 	var helper int
-	for _, pid := range profileProcs(b.profile) {
-		if pid != b.PID() {
+	for pid, dir := range ProfileProcesses() {
+		if dir == b.profile && pid != b.PID() {
 			helper = pid
 			break
 		}
