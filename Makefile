@@ -12,7 +12,7 @@ STATICCHECK         ?= $(CURDIR)/bin/tools/staticcheck
 # package that imports it) is tested without -race; every other package with.
 RACE_PKGS = $$($(GO) list ./... | grep -v '/runner/cluster$$')
 
-.PHONY: all build deps run test deploy-test bench bench-go scale proto lint tools clean
+.PHONY: all build deps test-deps bench-deps run test deploy-test bench bench-go scale proto lint tools clean
 
 all: build
 
@@ -30,12 +30,34 @@ deps:
 	  fi; \
 	fi
 
+# tools-for installs, as root with apt-get, the Debian package of each
+# command:package in $(1) whose command is missing; otherwise it says what
+# to install, and fails when $(2) is "required".
+define tools-for
+	@missing=""; for pair in $(1); do command -v $${pair%%:*} >/dev/null 2>&1 || missing="$$missing $${pair#*:}"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing$$missing (apt-get)"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	  elif [ "$(2)" = required ]; then echo "missing:$$missing (sudo apt-get install -y$$missing)"; exit 1; \
+	  else echo "missing:$$missing (sudo apt-get install -y$$missing): the tests that need them are skipped"; fi; \
+	fi
+endef
+
+## test-deps: etcd (the cluster tests' own) and promtool/prometheus (the dashboard and alert tests), when missing
+test-deps: deps
+	$(call tools-for,etcd:etcd-server promtool:prometheus,optional)
+
+## bench-deps: wrk, the load generator of make bench, when missing
+bench-deps: deps
+	$(call tools-for,wrk:wrk,required)
+
 ## run: migrations, API and worker in one process, with a token printed (dev mode)
 run: deps build
 	./$(BIN) dev
 
 ## test: unit and integration tests against real PostgreSQL, Redis and Chromium
-test: deps
+test: test-deps
 	$(GO) vet ./...
 	@# Compile every test binary in parallel, then run the packages one at a
 	@# time: the Chromium-heavy packages would otherwise fight over 2 cores.
@@ -49,7 +71,7 @@ deploy-test:
 
 ## bench: the API against a bare floor (wrk), a run's start-up and throughput, side by side; writes BENCHMARKS.md.
 ## BENCH_FLAGS e.g. "-before /path/to/main/saveaction -reps 3" (go run ./internal/bench -h lists them)
-bench:
+bench: bench-deps
 	$(GO) run ./internal/bench $(BENCH_FLAGS)
 
 ## bench-go: the go test benchmarks (replay per action, browser start-up, API endpoints in process)
