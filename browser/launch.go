@@ -4,14 +4,12 @@
 package browser
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"os"
 	"os/exec"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -86,11 +84,11 @@ type Browser struct {
 	rod     *rod.Browser
 	life    context.Context    // ends with the connection
 	cancel  context.CancelFunc // ends the connection's event loop
-	pid     int
-	profile string // the --user-data-dir its processes run with
-	tempDir string // removed on Close; "" when the caller owns the profile
-	policy  Policy // applied to every session
-	sandbox bool   // Chromium runs with its sandbox
+	proc    proc               // the browser process
+	profile string             // the --user-data-dir its processes run with
+	tempDir string             // removed on Close; "" when the caller owns the profile
+	policy  Policy             // applied to every session
+	sandbox bool               // Chromium runs with its sandbox
 
 	closeOnce sync.Once
 	closeErr  error
@@ -156,7 +154,7 @@ func Launch(ctx context.Context, o LaunchOptions) (*Browser, error) {
 		return nil, fmt.Errorf("launch chromium %s: %w", bin, err)
 	}
 
-	b := &Browser{pid: pid, profile: dir, tempDir: tempDir, policy: o.Policy, sandbox: !noSandbox}
+	b := &Browser{proc: procOf(pid), profile: dir, tempDir: tempDir, policy: o.Policy, sandbox: !noSandbox}
 	client, err := cdp.StartWithURL(ctx, u, nil)
 	if err != nil {
 		b.kill()
@@ -226,7 +224,7 @@ func startChrome(ctx context.Context, bin, dir string, o LaunchOptions, leakless
 	u, err := l.Launch()
 	if err != nil {
 		if pid := l.PID(); pid > 0 {
-			killTree(pid)
+			procOf(pid).killTree()
 		}
 		return "", 0, err
 	}
@@ -237,7 +235,10 @@ func startChrome(ctx context.Context, bin, dir string, o LaunchOptions, leakless
 func (b *Browser) Sandboxed() bool { return b.sandbox }
 
 // PID is the Chromium browser process id.
-func (b *Browser) PID() int { return b.pid }
+func (b *Browser) PID() int { return b.proc.pid }
+
+// Alive reports whether the browser process is still running.
+func (b *Browser) Alive() bool { return b.proc.alive() }
 
 // Close kills the browser's process group at once (no graceful shutdown:
 // the profile is throw-away) and removes a temporary profile. It is safe
@@ -255,9 +256,9 @@ func (b *Browser) Close() error {
 }
 
 func (b *Browser) kill() {
-	if b.pid > 0 {
-		killTree(b.pid)
-		waitGone(b.pid, 2*time.Second)
+	if b.proc.pid > 0 {
+		b.proc.killTree()
+		b.proc.waitGone(2 * time.Second)
 	}
 	// Once the browser process is gone (it crashed, or was killed) its
 	// process group can no longer be found from its pid, and its helpers
@@ -273,31 +274,6 @@ func (b *Browser) kill() {
 	}
 }
 
-// ProfileProcesses maps every other process started with a
-// --user-data-dir to that folder: the processes of a browser, or of
-// browsers left by a dead worker (actors.SweepStaleBrowsers).
-func ProfileProcesses() map[int]string {
-	out := map[int]string{}
-	entries, _ := os.ReadDir("/proc")
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil || pid == os.Getpid() {
-			continue
-		}
-		cmdline, err := os.ReadFile("/proc/" + e.Name() + "/cmdline")
-		if err != nil {
-			continue
-		}
-		for _, arg := range bytes.Split(cmdline, []byte{0}) {
-			if dir, ok := bytes.CutPrefix(arg, []byte("--user-data-dir=")); ok {
-				out[pid] = string(dir)
-				break
-			}
-		}
-	}
-	return out
-}
-
 func (b *Browser) removeProfile() error {
 	if b.tempDir == "" {
 		return nil
@@ -306,44 +282,6 @@ func (b *Browser) removeProfile() error {
 		return fmt.Errorf("remove chromium profile %s: %w", b.tempDir, err)
 	}
 	return nil
-}
-
-// Alive reports whether the browser process is still running.
-func (b *Browser) Alive() bool { return processAlive(b.pid) }
-
-// killTree kills the process group pid belongs to (Chromium and its
-// helpers, and the leakless guard when there is one) and pid itself.
-func killTree(pid int) {
-	if pgid, err := syscall.Getpgid(pid); err == nil && pgid > 1 && pgid != syscall.Getpgrp() {
-		_ = syscall.Kill(-pgid, syscall.SIGKILL)
-	}
-	_ = syscall.Kill(pid, syscall.SIGKILL)
-}
-
-// processAlive reports whether pid exists and is not a zombie.
-func processAlive(pid int) bool {
-	if pid <= 0 || syscall.Kill(pid, 0) != nil {
-		return false
-	}
-	stat, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return true // no procfs: trust kill(0)
-	}
-	// The state follows the parenthesised command name.
-	s := string(stat)
-	if i := strings.LastIndexByte(s, ')'); i >= 0 && i+2 < len(s) {
-		return s[i+2] != 'Z' && s[i+2] != 'X'
-	}
-	return true
-}
-
-// waitGone polls until pid has exited (its parent reaps it) or max passes,
-// so that the profile folder is no longer in use when it is removed.
-func waitGone(pid int, max time.Duration) {
-	deadline := time.Now().Add(max)
-	for processAlive(pid) && time.Now().Before(deadline) {
-		time.Sleep(5 * time.Millisecond)
-	}
 }
 
 // target returns a DevTools client for the browser target bound to ctx.

@@ -443,7 +443,7 @@ func TestCloseKillsTheHelpersOfADeadBrowser(t *testing.T) {
 	if err := syscall.Kill(b.PID(), syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	waitGone(b.PID(), 5*time.Second)
+	b.proc.waitGone(5 * time.Second)
 	if processAlive(b.PID()) {
 		t.Fatalf("browser %d outlived SIGKILL", b.PID())
 	}
@@ -477,7 +477,7 @@ type killObserver struct {
 
 func (o *killObserver) ActionStarted(i int, _ *recording.Action) {
 	if i == o.at {
-		killTree(o.b.PID())
+		o.b.proc.killTree()
 	}
 }
 func (o *killObserver) ActionDone(ActionResult) {}
