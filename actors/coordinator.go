@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
-	"github.com/asynkron/protoactor-go/scheduler"
 	"github.com/saveaction/runner/queue"
 )
 
@@ -70,7 +69,7 @@ type coordinator struct {
 	// stopRead ends the Redis read in flight (a drain must not be followed
 	// by a run the blocking pull delivers afterwards).
 	stopRead context.CancelFunc
-	timers   []scheduler.CancelFunc
+	timers   []func() // stop the coordinator's repeating timers
 	// bg counts the Redis reads in flight, so stopping waits for them.
 	bg sync.WaitGroup
 }
@@ -94,9 +93,8 @@ func (c *coordinator) Receive(ctx actor.Context) {
 	case *actor.Started:
 		c.startedAt = time.Now()
 		c.ctx, c.cancel = context.WithCancel(context.Background())
-		s := scheduler.NewTimerScheduler(ctx)
 		c.timers = append(c.timers,
-			s.SendRepeatedly(c.d.Lease/2, c.d.Lease/2, ctx.Self(), &reclaimTick{}))
+			sendEvery(ctx.ActorSystem().Root, c.d.Lease/2, ctx.Self(), &reclaimTick{}))
 		c.updateSlots()
 		c.tryPull(ctx)
 	case *pullNow:
@@ -119,7 +117,7 @@ func (c *coordinator) Receive(ctx actor.Context) {
 		}
 		if msg.err != nil && c.ctx.Err() == nil {
 			c.d.Log.Warn("pull runs", "worker", c.d.Worker, "from", msg.from, "error", msg.err)
-			scheduler.NewTimerScheduler(ctx).SendOnce(time.Second, ctx.Self(), &pullNow{})
+			sendAfter(ctx.ActorSystem().Root, time.Second, ctx.Self(), &pullNow{})
 			return
 		}
 		c.tryPull(ctx)
@@ -185,7 +183,7 @@ func (c *coordinator) Receive(ctx actor.Context) {
 			return
 		}
 		c.d.Log.Info("draining: waiting for runs to finish", "worker", c.d.Worker, "runs", len(c.children), "grace", msg.grace)
-		scheduler.NewTimerScheduler(ctx).SendOnce(msg.grace, ctx.Self(), &drainDeadline{})
+		sendAfter(ctx.ActorSystem().Root, msg.grace, ctx.Self(), &drainDeadline{})
 	case *drainDeadline:
 		for _, pid := range c.children {
 			ctx.Send(pid, &handBack{})
