@@ -203,6 +203,21 @@ func (r *replay) input(ctx context.Context, a *recording.Action, run *actionRun)
 	return r.typeText(ctx, keyByKey, delay, value, fk.Kind == "editable", fk.Type == "textarea")
 }
 
+// changeJS ends the editing of the focused text field el as leaving it
+// would: the browser fires change itself on blur (and, when it is done by
+// hand, would fire another once the field really loses focus); the field
+// gets its focus back. When the browser fired none (the frame is not
+// focused, say), change is dispatched by hand.
+const changeJS = `{
+	let changed = false;
+	const seen = () => { changed = true; };
+	el.addEventListener('change', seen, true);
+	el.blur();
+	el.focus();
+	el.removeEventListener('change', seen, true);
+	if (!changed) el.dispatchEvent(new Event('change', { bubbles: true }));
+}`
+
 // fieldJS classifies the located element for an input action; text fields
 // and editable elements are focused with their content selected. Given a
 // value, it replaces the selection with it as typing would (the editing
@@ -240,7 +255,7 @@ const fieldJS = `(insert) => {` + elementJS + `
 			const ok = insert === '' ? (el.value === '' || document.execCommand('delete')) : document.execCommand('insertText', false, insert);
 			const now = kind === 'editable' ? el.textContent : el.value;
 			if (ok && (kind === 'editable' || now === insert)) {
-				if (kind === 'text') el.dispatchEvent(new Event('change', { bubbles: true }));
+				if (kind === 'text') ` + changeJS + `
 				return { kind, type: t || el.tagName.toLowerCase(), inserted: true };
 			}
 			if (kind === 'text') el.select();
@@ -268,7 +283,7 @@ func (r *replay) typeText(ctx context.Context, keyByKey bool, delay time.Duratio
 		return nil
 	}
 	return r.s.evalFunc(ctx, `() => {`+elementJS+`
-		el.dispatchEvent(new Event('change', { bubbles: true }));
+		`+changeJS+`
 	}`, nil)
 }
 

@@ -137,6 +137,13 @@ func TestActionInput(t *testing.T) {
 		{name: "instant mode types key by key without pauses", actions: []recording.Action{typed}, status: StatusSuccess,
 			reads: []string{value("#typed"), text("#events")},
 			want:  []string{"abc", "keydown:a;input;keydown:b;input;keydown:c;input;change;"}},
+		// The change the action fires is the browser's own: leaving the
+		// field afterwards fires no second one.
+		{name: "leaving the field fires no second change", actions: []recording.Action{input(recording.Selector{ID: "typed"}, "hey"), clickID("dbl-btn")},
+			status: StatusSuccess, reads: []string{text("#events")}, want: []string{"input;change;click1;"}},
+		{name: "leaving the field after typing fires no second change", actions: []recording.Action{typed, clickID("dbl-btn")},
+			status: StatusSuccess, reads: []string{text("#events")},
+			want: []string{"keydown:a;input;keydown:b;input;keydown:c;input;change;click1;"}},
 		{name: "variables fill placeholders", actions: []recording.Action{input(recording.Selector{ID: "typed"}, "${USER}:${PASS}")},
 			opts: withVars, status: StatusSuccess, reads: []string{value("#typed")}, want: []string{"zoe:pw1"}},
 		{name: "variableName replaces the value", actions: []recording.Action{varName}, opts: withVars, status: StatusSuccess,

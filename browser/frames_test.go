@@ -189,6 +189,33 @@ func TestFrames(t *testing.T) {
 	}
 }
 
+// An action in a frame waits until the frame's document is parsed, as
+// actions in the main frame start after its DOMContentLoaded: here the
+// field is there while a slow script holds the parser back from the
+// script that adds its listeners, so keys typed then would go unseen.
+func TestFrameStillParsing(t *testing.T) {
+	t.Parallel()
+	for _, run := range []struct {
+		name string
+		a    recording.Action
+		log  string
+	}{
+		{"key by key", typeInto("field", "abc", 10), "parsing value abc after 3 keys;"},
+		{"one-shot", input(recording.Selector{ID: "field"}, "abc"), "parsing value abc after 0 keys;"},
+	} {
+		t.Run(run.name, func(t *testing.T) {
+			t.Parallel()
+			opts := quick()
+			opts.Timeout = 15 * time.Second
+			res, log, _ := replayFrames(t, needBrowser(t), newRec(fixtureURL("/frames.html?parsing=1"), inFrame(run.a, []string{"#parsing"}, "", nil)), opts)
+			wantStatus(t, res, RunPassed)
+			if log != run.log {
+				t.Errorf("frame log %q, want %q", log, run.log)
+			}
+		})
+	}
+}
+
 // BenchmarkFrameAction compares the cost of an action inside a cross-site
 // frame (out of process, in a browser with site isolation; and in process,
 // in the default browser) with the same action in the main frame: 20

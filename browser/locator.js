@@ -165,6 +165,11 @@
   const out = { state: 'ok', used, count, tried, counts, index, tag: el.tagName.toLowerCase(), desc: describe(el) };
   if (spec.mode === 'locate') { out.visible = isVisible(el); return out; }
 
+  // A document still being parsed (a frame's: the runner waits for the
+  // main frame's DOMContentLoaded) may not have run the scripts after the
+  // element yet, such as those adding its listeners.
+  if (document.readyState === 'loading') return Object.assign(out, { state: 'notready', reason: 'its document is still loading' });
+
   if (!isVisible(el)) return Object.assign(out, { state: 'notready', reason: 'element is not visible' });
   if (el.matches(':disabled')) return Object.assign(out, { state: 'notready', reason: 'element is disabled' });
 

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"strconv"
 	"testing"
 	"time"
 
@@ -52,6 +53,15 @@ func fixtureHandler() http.Handler {
 	mux.Handle("/", http.FileServer(http.Dir("testdata")))
 	mux.HandleFunc("/redirect", func(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, "/fixture.html?page=about", http.StatusFound)
+	})
+	// /delayed.js?ms=N is an empty script sent after N milliseconds.
+	mux.HandleFunc("/delayed.js", func(w http.ResponseWriter, r *http.Request) {
+		ms, _ := strconv.Atoi(r.URL.Query().Get("ms"))
+		select {
+		case <-r.Context().Done():
+		case <-time.After(time.Duration(ms) * time.Millisecond):
+		}
+		w.Header().Set("Content-Type", "text/javascript")
 	})
 	mux.HandleFunc("/slow", func(w http.ResponseWriter, r *http.Request) {
 		select {
