@@ -57,26 +57,24 @@ func procfs() bool {
 
 // current reads the process's stat when pid still names it (running or a
 // zombie not yet reaped); ok is false once it is gone or pid names another.
+// Without procfs only kill(0) can tell, and only for a pid named alone.
 func (p proc) current() (procStat, bool) {
 	if p.pid <= 0 {
 		return procStat{}, false
 	}
 	st, err := readStat(p.pid)
-	if err != nil {
-		return procStat{}, false
+	if err == nil {
+		return st, p.start == "" || st.start == p.start
 	}
-	return st, p.start == "" || st.start == p.start
+	if p.start == "" && !procfs() {
+		return procStat{state: 'R'}, syscall.Kill(p.pid, 0) == nil
+	}
+	return procStat{}, false
 }
 
 // alive reports whether the process runs: not gone, not a zombie, and its
-// pid not taken by another. Without procfs only kill(0) can tell.
+// pid not taken by another.
 func (p proc) alive() bool {
-	if p.pid <= 0 {
-		return false
-	}
-	if p.start == "" && !procfs() {
-		return syscall.Kill(p.pid, 0) == nil
-	}
 	st, ok := p.current()
 	return ok && st.state != 'Z' && st.state != 'X'
 }
@@ -86,10 +84,6 @@ func (p proc) alive() bool {
 // names it. Helpers left by a browser already gone are found by their
 // profile (Browser.kill), not by a pid.
 func (p proc) killTree() {
-	if p.start == "" && !procfs() {
-		killGroupOf(p.pid)
-		return
-	}
 	if _, ok := p.current(); ok {
 		killGroupOf(p.pid)
 	}
@@ -112,10 +106,6 @@ func (p proc) waitGone(max time.Duration) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
-
-// processAlive reports whether pid runs and is not a zombie, whichever
-// process it names.
-func processAlive(pid int) bool { return proc{pid: pid}.alive() }
 
 // ProfileProcesses maps every other process started with a
 // --user-data-dir to that folder: the processes of a browser, or of

@@ -10,6 +10,10 @@ import (
 	"time"
 )
 
+// processAlive reports whether pid runs and is not a zombie, whichever
+// process it names.
+func processAlive(pid int) bool { return proc{pid: pid}.alive() }
+
 // takePid starts a process that gets pid, by setting the kernel's last
 // given pid (root only) just before it. It retries while the number is in
 // use: taken by another process first, or still held as the process group
